@@ -1,0 +1,314 @@
+"""``python -m augkd.rank``: rank data augmentations for distilling a teacher, from the teacher alone.
+
+For every DA spec, the teacher-only T. stddev (protocol.md section 3) is measured; the DAs are
+ranked lowest first (a good DA lowers it). With ``--validate`` one student per DA (and seed) is
+distilled with the trainer, and the correlation of T. stddev with the students' test loss is
+reported with p-values, in the terminal, in the results folder and in an HTML/Markdown report.
+
+With no arguments it runs the embedded default: scikit-learn's digits, a small resnet20 teacher
+trained on first use and cached, all nine DAs of the benchmark.
+
+Results folder (read by ``python -m augkd.report``)::
+
+    OUT/results.csv     one row per DA: aug, t_stddev, t_stddev_std, [s_test_loss, ...], n_seeds
+    OUT/summary.json    protocol, timings, and (with --validate) pearson/spearman/kendall
+    OUT/tstddev/        the recorded group means of every measurement (to recompute the value)
+    OUT/students/       the student runs of --validate
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from augkd.augment import PAPER_DAS, create
+from augkd.augment.pipeline import Normalize, ViewPipeline
+from augkd.data import Dataset, load_dataset
+from augkd.metrics import correlations, measure_t_stddev
+from augkd.models import MODELS, create_model
+from augkd.report import write_results
+from augkd.training import TrainConfig, default_lr, load_teacher, train
+from augkd.training.run import RunDir
+from augkd.training.trainer import resolve_device
+
+MODES = ("per-image", "per-batch")
+
+
+@dataclasses.dataclass
+class RankConfig:
+    """What ``python -m augkd.rank`` does; every field is a CLI flag."""
+
+    dataset: str = "digits"
+    root: str | None = None
+    teacher: str = "resnet20"  # a run folder, a checkpoint, or a model name to train first
+    teacher_model: str | None = None  # architecture of a foreign checkpoint
+    teacher_epochs: int = 30  # when the teacher is trained here
+    augs: tuple[str, ...] = tuple(PAPER_DAS)
+    modes: tuple[str, ...] = ("per-image",)
+    epochs: int = 10  # T. stddev epochs over the training set
+    batch_size: int = 64
+    group_size: int = 10
+    seeds: int = 1
+    student: str = "resnet8"  # frozen for cutmixpick-s's scores; trained with --validate
+    validate: bool = False
+    student_epochs: int = 30
+    balancer: str = "manual"
+    device: str = "auto"
+    out: str | None = None
+    cache_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for mode in self.modes:
+            if mode not in MODES:
+                raise ValueError(f"unknown DA mode {mode!r}; known: {', '.join(MODES)}")
+        for aug in self.augs:
+            create(aug)  # fails early, naming an unknown DA or parameter
+        if self.student not in MODELS:
+            create_model(self.student, 10)  # raises the registry's error naming known models
+        for name in ("epochs", "batch_size", "group_size", "seeds", "teacher_epochs",
+                     "student_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, "
+                                 f"got {getattr(self, name)}")
+
+
+def cache_root(cfg: RankConfig) -> Path:
+    root = cfg.cache_dir or os.environ.get("AUGKD_CACHE") or Path.home() / ".cache" / "augkd"
+    return Path(root)
+
+
+def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=print):
+    """Load the teacher, training (and caching) one first when ``cfg.teacher`` is a model name."""
+    if Path(cfg.teacher).exists() or cfg.teacher not in MODELS:
+        return load_teacher(cfg.teacher, data, device, cfg.teacher_model), Path(cfg.teacher)
+    run_dir = (cache_root(cfg) / "teachers"
+               / f"{data.name}-{data.checksum[:12]}-{cfg.teacher}-e{cfg.teacher_epochs}-s0")
+    run = RunDir(run_dir)
+    if not run.is_finished():
+        log(f"training a {cfg.teacher} teacher on {data.name} for {cfg.teacher_epochs} epochs "
+            f"(cached in {run_dir})")
+        tcfg = TrainConfig(role="teacher", model=cfg.teacher, dataset=cfg.dataset, root=cfg.root,
+                           epochs=cfg.teacher_epochs, lr=default_lr(cfg.teacher),
+                           device=cfg.device, progress=cfg.progress)
+        train(tcfg, run_dir, resume=run.config.is_file(), data=data, log=log)
+    else:
+        log(f"using the cached {cfg.teacher} teacher in {run_dir}")
+    return load_teacher(run_dir, data, device), run_dir
+
+
+def _spec(aug: str, mode: str) -> str:
+    """The spec of ``aug`` in ``mode`` (per_batch added for the paper's mode)."""
+    if mode == "per-image":
+        return aug
+    if aug.endswith(")"):
+        return aug[:-1] + ", per_batch=true)"
+    return aug + "(per_batch=true)"
+
+
+def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Path, log=print):
+    """T. stddev of every DA and seed in one mode: a DataFrame with one row per (aug, seed)."""
+    images = data.train_images.to(device)
+    normalize = Normalize(data.mean, data.std)
+    rows = []
+    (out / "tstddev").mkdir(parents=True, exist_ok=True)
+    for seed in range(cfg.seeds):
+        torch.manual_seed(seed)
+        student = create_model(cfg.student, data.num_classes, data.in_channels).to(device).eval()
+        for aug in cfg.augs:
+            pipeline = ViewPipeline(create("crop+flip"), create(_spec(aug, mode)), normalize)
+            generator = torch.Generator(device=device).manual_seed(seed)
+            result = measure_t_stddev(
+                teacher, images, pipeline, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                group_size=cfg.group_size, generator=generator, student=student,
+                progress=cfg.progress,
+            )
+            torch.save(result.group_means, out / "tstddev" / f"{_safe(aug)}-{mode}-s{seed}.pt")
+            rows.append({"aug": aug, "seed": seed, "t_stddev": result.value,
+                         "n_groups": result.n_groups, "seconds": result.seconds})
+            log(f"  {mode:9s} seed {seed}  {aug:14s} T. stddev {result.value:.6f} "
+                f"({result.seconds:.1f} s)")
+    return pd.DataFrame(rows)
+
+
+def validate(cfg: RankConfig, data: Dataset, teacher_dir: Path, mode: str, out: Path, log=print):
+    """Distill one student per DA and seed; a DataFrame of their last-epoch test figures."""
+    rows = []
+    for seed in range(cfg.seeds):
+        for aug in cfg.augs:
+            scfg = TrainConfig(
+                role="student", model=cfg.student, dataset=cfg.dataset, root=cfg.root,
+                teacher=str(teacher_dir), teacher_model=cfg.teacher_model, aug=aug,
+                per_batch=(mode == "per-batch"), epochs=cfg.student_epochs,
+                lr=default_lr(cfg.student), balancer=cfg.balancer, seed=seed,
+                device=cfg.device, progress=cfg.progress,
+            )
+            run = RunDir(out / "students" / f"{_safe(aug)}-s{seed}")
+            if run.is_finished():
+                summary = json.loads(run.summary.read_text())
+            else:
+                summary = train(scfg, run.path, resume=run.config.is_file(), data=data,
+                                log=lambda s: None).summary
+            last = summary["last"]
+            rows.append({"aug": aug, "seed": seed, "s_test_loss": last["test_loss"],
+                         "s_test_acc": last["test_top1"]})
+            log(f"  student {cfg.student} {aug:14s} seed {seed}: test loss "
+                f"{last['test_loss']:.4f}, top-1 {last['test_top1']:.2f}%")
+    return pd.DataFrame(rows)
+
+
+def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds, one row per DA, ranked by T. stddev (lowest first)."""
+    value_cols = [c for c in ("t_stddev", "s_test_loss", "s_test_acc") if c in per_seed]
+    grouped = per_seed.groupby("aug", sort=False)
+    table = grouped[value_cols].mean()
+    stds = grouped[value_cols].std(ddof=1).fillna(0.0).add_suffix("_std")
+    table = table.join(stds)
+    table["n_seeds"] = grouped.size()
+    order = ["t_stddev", "t_stddev_std"]
+    for c in ("s_test_loss", "s_test_acc"):
+        if c in table:
+            order += [c, c + "_std"]
+    table = table[order + ["n_seeds"]].sort_values("t_stddev").reset_index()
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table
+
+
+def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
+    """Run the ranking; returns the results folder of each mode."""
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, cfg.root)
+    log(f"dataset: {data.summary()}")
+    (teacher, manifest), teacher_dir = obtain_teacher(cfg, data, device, log)
+    log(f"teacher: {manifest['architecture']} ({teacher_dir})"
+        + (f", test top-1 {manifest['test_top1']:.2f}%" if manifest.get("test_top1") else ""))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.out) if cfg.out else Path("runs") / f"rank-{data.name}-{manifest['architecture']}-{stamp}"
+    folders = {}
+    for mode in cfg.modes:
+        out = base / mode if len(cfg.modes) > 1 else base
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        log(f"measuring T. stddev of {len(cfg.augs)} DAs ({mode}, {cfg.epochs} epochs, "
+            f"batch {cfg.batch_size}, {cfg.seeds} seed(s)) on {device}")
+        per_seed = measure(cfg, data, teacher, device, mode, out, log)
+        measure_seconds = time.perf_counter() - t0
+        summary: dict[str, Any] = {
+            "protocol": {
+                "dataset": data.name, "dataset_source": data.source,
+                "teacher": manifest["architecture"], "teacher_source": str(teacher_dir),
+                "teacher_test_top1": manifest.get("test_top1"),
+                "student": cfg.student if cfg.validate else None,
+                "student_epochs": cfg.student_epochs if cfg.validate else None,
+                "balancer": cfg.balancer if cfg.validate else None,
+                "mode": mode, "tstddev_epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                "group_size": cfg.group_size, "seeds": cfg.seeds, "device": str(device),
+            },
+            "tstddev_seconds": measure_seconds,
+        }
+        if cfg.validate:
+            students = validate(cfg, data, teacher_dir, mode, out, log)
+            per_seed = per_seed.merge(students, on=["aug", "seed"])
+        per_seed.to_csv(out / "per_seed.csv", index=False)
+        table = aggregate(per_seed)
+        if cfg.validate and len(table) >= 3:
+            summary.update(correlations(table["t_stddev"].to_numpy(),
+                                        table["s_test_loss"].to_numpy()))
+        summary["total_seconds"] = time.perf_counter() - t0
+        write_results(out, table, summary)
+        print_table(table, summary, mode, log)
+        folders[mode] = out
+        if cfg.validate:
+            from augkd.report import build_report
+
+            report = build_report([out], Path("reports") / out.name)
+            log(f"report: {report}")
+    log(f"done in {time.perf_counter() - start:.1f} s; results in {base}")
+    return folders
+
+
+def print_table(table: pd.DataFrame, summary: dict[str, Any], mode: str, log=print) -> None:
+    """The ranking as a terminal table, best (lowest T. stddev) first."""
+    shown = table.copy()
+    shown["t_stddev"] = [f"{m:.6f} ± {s:.6f}" if n > 1 else f"{m:.6f}"
+                         for m, s, n in zip(shown.t_stddev, shown.t_stddev_std, shown.n_seeds)]
+    cols = ["rank", "aug", "t_stddev"]
+    for c in ("s_test_loss", "s_test_acc"):
+        if c in shown:
+            cols.append(c)
+    log(f"\nranking ({mode}; lowest T. stddev first):")
+    log(shown[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for name in ("pearson", "spearman", "kendall"):
+        if name in summary:
+            c = summary[name]
+            log(f"  {name:8s} r = {c['r']:+.3f}  p = {c['p']:.3g}")
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = RankConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m augkd.rank",
+        description="Rank data augmentations for KD by the teacher-only T. stddev.",
+    )
+    p.add_argument("--dataset", default=d.dataset, help="digits | cifar10 | cifar100 | imagefolder")
+    p.add_argument("--root", default=None, help="dataset folder or archive")
+    p.add_argument("--teacher", default=d.teacher,
+                   help="teacher run folder or checkpoint, or a model name to train one first")
+    p.add_argument("--teacher-model", default=None, help="architecture of a foreign checkpoint")
+    p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs)
+    p.add_argument("--augs", nargs="+", default=list(d.augs), metavar="SPEC",
+                   help="DA specs (default: the nine of the benchmark)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--per-batch", action="store_true", help="the paper's once-per-batch mode")
+    mode.add_argument("--both-modes", action="store_true", help="per-image and per-batch")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="T. stddev epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--group-size", type=int, default=d.group_size)
+    p.add_argument("--seeds", type=int, default=d.seeds, help="repeat with seeds 0..N-1")
+    p.add_argument("--student", default=d.student)
+    p.add_argument("--validate", action="store_true", help="also distill one student per DA")
+    p.add_argument("--student-epochs", type=int, default=d.student_epochs)
+    p.add_argument("--balancer", default=d.balancer, help="balancer of --validate's students")
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--out", default=None, help="results folder (default runs/rank-...)")
+    p.add_argument("--cache-dir", default=None, help="where trained default teachers are cached")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    modes = MODES if args.both_modes else (("per-batch",) if args.per_batch else ("per-image",))
+    try:
+        cfg = RankConfig(
+            dataset=args.dataset, root=args.root, teacher=args.teacher,
+            teacher_model=args.teacher_model, teacher_epochs=args.teacher_epochs,
+            augs=tuple(args.augs), modes=modes, epochs=args.epochs, batch_size=args.batch_size,
+            group_size=args.group_size, seeds=args.seeds, student=args.student,
+            validate=args.validate, student_epochs=args.student_epochs, balancer=args.balancer,
+            device=args.device, out=args.out, cache_dir=args.cache_dir,
+            progress=not args.no_progress,
+        )
+        rank(cfg)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

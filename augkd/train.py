@@ -1,0 +1,115 @@
+"""``python -m augkd.train``: train a teacher or distill a student from the command line.
+
+Examples::
+
+    python -m augkd.train teacher --model resnet8 --dataset digits --epochs 30
+    python -m augkd.train teacher --model wrn_40_2 --dataset imagefolder \\
+        --root ../shared/data/cifar10-jpeg.tar.xz --epochs 60
+    python -m augkd.train student --teacher runs/teacher-wrn_40_2-... --model wrn_16_2 \\
+        --dataset imagefolder --root ../shared/data/cifar10-jpeg.tar.xz --aug cutmix --epochs 240
+    python -m augkd.train student ... --balancer agb --agb-search
+    python -m augkd.train --resume runs/student-wrn_16_2-...   # continue a killed run
+
+Every run writes one folder (see :mod:`augkd.training.run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from augkd.training.api import train
+from augkd.training.config import TrainConfig, default_lr
+from augkd.training.run import RunDir
+from augkd.training.trainer import NonFiniteLossError
+
+# CLI flag -> TrainConfig field, for the flags that map one to one.
+_FIELDS = {
+    "model": str, "dataset": str, "root": str, "epochs": int, "batch_size": int, "lr": float,
+    "momentum": float, "weight_decay": float, "seed": int, "device": str, "teacher": str,
+    "teacher_model": str, "aug": str, "temperature": float, "balancer": str,
+    "agb_lambda": float, "agb_search_epochs": int, "holdout_fraction": float,
+    "w_task": float, "w_distill": float,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m augkd.train", description="Train a teacher or a KD student.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("::")[1],
+    )
+    parser.add_argument("role", nargs="?", choices=("teacher", "student"),
+                        help="what to train (omit with --resume RUN_DIR)")
+    parser.add_argument("--config", help="a YAML file of TrainConfig fields (flags override it)")
+    for name, kind in _FIELDS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
+    parser.add_argument("--download", action="store_true",
+                        help="download cifar10/cifar100 into --root if missing")
+    parser.add_argument("--per-batch", action="store_true", default=None,
+                        help="draw the extra DA's random parameters once per batch (paper mode)")
+    parser.add_argument("--agb-search", action="store_true", default=None,
+                        help="choose AGB's lambda by the warm-up search")
+    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile")
+    parser.add_argument("--no-bf16", action="store_true", help="full fp32 on CUDA")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--out", help="the run folder (default: runs/<role>-<model>-...)")
+    parser.add_argument("--runs-root", default="runs", help="where default run folders go")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                        help="continue a killed run: RUN_DIR, or the folder given by --out")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the YAML file, then the flags."""
+    values = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    if args.role:
+        values["role"] = args.role
+    for name in _FIELDS:
+        value = getattr(args, name)
+        if value is not None:
+            values[name] = value
+    for flag in ("per_batch", "agb_search", "compile"):
+        if getattr(args, flag):
+            values[flag] = True
+    if args.no_bf16:
+        values["bf16"] = False
+    if args.no_progress:
+        values["progress"] = False
+    if args.download:
+        values.setdefault("dataset_options", {})["download"] = True
+    if "lr" not in values and "model" in values:
+        values["lr"] = default_lr(values["model"])
+    return TrainConfig.from_dict(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if isinstance(args.resume, str):
+            run = RunDir(args.resume)
+            if not run.config.is_file():
+                raise FileNotFoundError(f"cannot resume: {run.path} holds no config.yaml")
+            cfg = run.read_config()
+            if args.no_progress:
+                cfg = cfg.replace(progress=False)
+            train(cfg, run.path, resume=True)
+            return 0
+        if not args.role:
+            raise ValueError("say what to train: 'teacher' or 'student' (or --resume RUN_DIR)")
+        if args.resume and not args.out:
+            raise ValueError("--resume without a folder needs --out RUN_DIR")
+        cfg = config_from_args(args)
+        train(cfg, Path(args.out) if args.out else None, resume=bool(args.resume),
+              runs_root=args.runs_root)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

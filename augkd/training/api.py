@@ -1,0 +1,234 @@
+"""High-level training entry points: a teacher or student run from a config, start to finish.
+
+``python -m augkd.train`` is a thin CLI over :func:`train`; sweeps and the ranking command call
+the same function, so every run of augkd has the same folder, checkpoints and manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from augkd.data import Dataset, load_dataset
+from augkd.models import create_model, load_kd_checkpoint
+from augkd.training.checkpoint import atomic_save, atomic_write_text, load_checkpoint
+from augkd.training.config import TrainConfig
+from augkd.training.run import RunDir, default_run_name
+from augkd.training.trainer import (
+    CHECKPOINT_FORMAT,
+    MODEL_FORMAT,
+    Split,
+    Trainer,
+    resolve_device,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What :func:`train` returns: the run folder and its summary."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def load_data(cfg: TrainConfig) -> Dataset:
+    """The dataset named by ``cfg`` (on the CPU)."""
+    return load_dataset(cfg.dataset, cfg.root, **cfg.dataset_options)
+
+
+def resolve_teacher_file(source: str | Path) -> Path:
+    """A run folder means its ``model.pt``; a file is taken as it is."""
+    path = Path(source)
+    if path.is_dir():
+        if (path / "model.pt").is_file():
+            return path / "model.pt"
+        raise FileNotFoundError(
+            f"teacher run folder {path} has no model.pt (did the run finish? resume it first)"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
+    return path
+
+
+def load_teacher(
+    source: str | Path,
+    dataset: Dataset,
+    device: torch.device | str = "cpu",
+    teacher_model: str | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a frozen teacher (eval mode, no gradients) and its manifest, checked against ``dataset``.
+
+    ``source`` is an augkd run folder, its ``model.pt``, or a checkpoint of the common CIFAR KD
+    framework (``ckpt_epoch_240.pth``, weights under ``model``), whose architecture must then be
+    given as ``teacher_model``.
+
+    Raises:
+        FileNotFoundError: nothing at ``source``.
+        ValueError: the checkpoint was made for another dataset, class count or input channels,
+            or it is not a model checkpoint.
+    """
+    path = resolve_teacher_file(source)
+    state = load_checkpoint(path)
+    if state.get("format") == MODEL_FORMAT:
+        manifest = dict(state["manifest"])
+        _check_manifest(path, manifest, dataset)
+        model = create_model(manifest["architecture"], manifest["num_classes"],
+                             manifest["in_channels"])
+        model.load_state_dict(state["model"])
+    elif state.get("format") == CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is a training checkpoint of an unfinished run; give its run folder once "
+            "the run has finished (model.pt), or resume it"
+        )
+    else:
+        if teacher_model is None:
+            raise ValueError(
+                f"{path} carries no augkd manifest; give its architecture with --teacher-model"
+            )
+        model = load_kd_checkpoint(path, teacher_model, dataset.num_classes, dataset.in_channels)
+        manifest = {
+            "architecture": teacher_model,
+            "num_classes": dataset.num_classes,
+            "in_channels": dataset.in_channels,
+            "dataset": dataset.name,
+            "dataset_checksum": None,
+            "source": str(path),
+        }
+    model.to(device).eval().requires_grad_(False)
+    return model, manifest
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any], dataset: Dataset) -> None:
+    problems = []
+    if manifest.get("num_classes") != dataset.num_classes:
+        problems.append(f"{manifest.get('num_classes')} classes, not {dataset.num_classes}")
+    if manifest.get("in_channels") != dataset.in_channels:
+        problems.append(f"{manifest.get('in_channels')} input channels, not {dataset.in_channels}")
+    if manifest.get("dataset_checksum") != dataset.checksum:
+        problems.append(
+            f"dataset {manifest.get('dataset')!r} (checksum "
+            f"{str(manifest.get('dataset_checksum'))[:12]}), not {dataset.name!r} "
+            f"(checksum {dataset.checksum[:12]})"
+        )
+    if problems:
+        raise ValueError(f"teacher {path} does not fit this dataset: it has {'; '.join(problems)}")
+
+
+def _splits(data: Dataset, device: torch.device) -> tuple[Split, Split]:
+    data = data.to(device)
+    return Split(data.train_images, data.train_labels), Split(data.test_images, data.test_labels)
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    data: Dataset | None = None,
+    runs_root: str | Path = "runs",
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Run a teacher or student training to the end and return its folder and summary.
+
+    Args:
+        cfg: the configuration (``cfg.role`` says teacher or student).
+        out: the run folder; default ``runs_root/<role>-<model>-...-<timestamp>``.
+        resume: continue the run in ``out`` from its last checkpoint (its config must match).
+        data: an already loaded dataset (else loaded from ``cfg``).
+    """
+    run = RunDir(out if out is not None else Path(runs_root) / default_run_name(cfg))
+    if resume:
+        if not run.config.is_file():
+            raise FileNotFoundError(f"cannot resume: {run.path} holds no config.yaml")
+        diff = run.read_config().differences(cfg)
+        if diff:
+            raise ValueError(f"cannot resume {run.path}: its config differs in {', '.join(diff)}")
+    elif run.checkpoint.is_file():
+        raise FileExistsError(
+            f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    run.create(cfg)
+    data = data if data is not None else load_data(cfg)
+    device = resolve_device(cfg.device)
+    train_split, test_split = _splits(data, device)
+    teacher, teacher_manifest = None, None
+    if cfg.role == "student":
+        teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model)
+        log(f"teacher: {teacher_manifest['architecture']} from {cfg.teacher}")
+    common = dict(mean=data.mean, std=data.std, num_classes=data.num_classes,
+                  in_channels=data.in_channels, teacher=teacher, log=log)
+    lam = None
+    if cfg.role == "student" and cfg.balancer == "agb" and cfg.agb_search:
+        lam = search_agb_lambda(cfg, train_split, run, common, log)
+    trainer = Trainer(cfg, train_split, test_split, run=run, agb_lambda=lam, **common)
+    summary = trainer.fit(resume=resume)
+    if teacher_manifest is not None:
+        summary["teacher"] = {k: teacher_manifest.get(k) for k in ("architecture", "test_top1")}
+        run.write_json("summary.json", summary)
+    manifest = trainer.manifest(data.name, data.checksum, data.mean, data.std)
+    atomic_save({"format": MODEL_FORMAT, "model": trainer.model.state_dict(),
+                 "manifest": manifest}, run.model)
+    log(f"{cfg.role} {cfg.model}: test top-1 {summary['last']['test_top1']:.2f}% "
+        f"(loss {summary['last']['test_loss']:.4f}) -> {run.path}")
+    return RunResult(run.path, summary)
+
+
+SEARCH_FIELDS = ("lambda", "holdout_top1", "holdout_loss", "epochs")
+
+
+def search_agb_lambda(
+    cfg: TrainConfig, train_split: Split, run: RunDir, common: dict[str, Any],
+    log: Callable[[str], None] = print,
+) -> float:
+    """AGB's warm-up search (protocol.md section 5): the lambda with the best held-out accuracy.
+
+    A seeded ``holdout_fraction`` of the training set is held out (never the test set); each
+    candidate lambda trains a fresh student for ``agb_search_epochs`` epochs at the initial lr
+    on the rest and is scored on the held-out part. The table is written to
+    ``agb_search.csv`` row by row, so a resumed run does not repeat finished candidates.
+    """
+    n = len(train_split)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
+    order = order.to(train_split.images.device)
+    n_hold = max(1, round(cfg.holdout_fraction * n))
+    hold, rest = order[:n_hold], order[n_hold:]
+    fit_split = Split(train_split.images[rest], train_split.labels[rest])
+    hold_split = Split(train_split.images[hold], train_split.labels[hold])
+    table_path = run.path / "agb_search.csv"
+    rows = _read_search_table(table_path)
+    for lam in cfg.agb_search_lambdas:
+        if any(abs(r["lambda"] - lam) < 1e-12 for r in rows):
+            continue
+        warm = cfg.replace(epochs=cfg.agb_search_epochs, lr_decay_fractions=(1.0,),
+                           agb_search=False, agb_lambda=lam)
+        trainer = Trainer(warm, fit_split, hold_split, run=None, **common)
+        last = trainer.fit()["last"]
+        rows.append({"lambda": lam, "holdout_top1": last["test_top1"],
+                     "holdout_loss": last["test_loss"], "epochs": warm.epochs})
+        _write_search_table(table_path, rows)
+        log(f"AGB search: lambda {lam:g} -> held-out top-1 {last['test_top1']:.2f}%")
+    best = max(rows, key=lambda r: (r["holdout_top1"], -r["holdout_loss"]))
+    log(f"AGB search: chose lambda {best['lambda']:g}")
+    return float(best["lambda"])
+
+
+def _read_search_table(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _write_search_table(path: Path, rows: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SEARCH_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(buf.getvalue(), path)

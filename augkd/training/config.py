@@ -1,0 +1,145 @@
+"""Typed training configuration: defaults from the protocol, overridable from YAML and the CLI.
+
+The config is data: a frozen copy is written next to every run (``config.yaml``) so the run can
+be repeated, or resumed, from its folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROLES = ("teacher", "student")
+RUNTIME_FIELDS = ("progress", "device", "compile")
+
+# protocol.md section 1: lr 0.01 for MobileNetV2 and ShuffleNet students, 0.05 otherwise.
+_LOW_LR_MODELS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
+
+
+def default_lr(model: str) -> float:
+    """The protocol's learning rate for ``model`` (0.01 for the mobile architectures)."""
+    return 0.01 if model in _LOW_LR_MODELS else 0.05
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a teacher or student run.
+
+    The defaults are protocol.md's recipe: SGD (lr 0.05, momentum 0.9, weight decay 5e-4),
+    batch 64, 240 epochs, lr x0.1 at 62.5 / 75 / 87.5 % of the epochs (150/180/210 of 240,
+    so ``--epochs`` scales the decay points with it), per-sample crop+flip, KD at T = 4.
+    """
+
+    role: str = "teacher"
+    model: str = "resnet8"
+    dataset: str = "digits"
+    root: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 240
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_decay_fractions: tuple[float, ...] = (0.625, 0.75, 0.875)
+    lr_decay_rate: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA (ignored on CPU)
+    compile: bool = False
+    progress: bool = True
+    # student runs only
+    teacher: str | None = None
+    teacher_model: str | None = None  # architecture of a foreign (RepDistiller) checkpoint
+    aug: str | None = None  # the extra DA under study, an augkd.augment spec
+    per_batch: bool = False  # the paper's once-per-batch random parameters for the extra DA
+    temperature: float = 4.0
+    balancer: str = "agb"
+    agb_lambda: float = 0.5
+    agb_search: bool = False
+    agb_search_lambdas: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+    agb_search_epochs: int = 5
+    holdout_fraction: float = 0.1
+    w_task: float = 0.1
+    w_distill: float = 0.9
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field and what it accepts."""
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size,
+                    "agb_search_epochs": self.agb_search_epochs}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not all(0 < f <= 1 for f in self.lr_decay_fractions):
+            raise ValueError(f"lr_decay_fractions must lie in (0, 1], got {self.lr_decay_fractions}")
+        if not 0 <= self.agb_lambda <= 1:
+            raise ValueError(f"agb_lambda must be in [0, 1], got {self.agb_lambda!r}")
+        if not all(0 <= lam <= 1 for lam in self.agb_search_lambdas):
+            raise ValueError(f"agb_search_lambdas must lie in [0, 1], got {self.agb_search_lambdas}")
+        if not 0 < self.holdout_fraction < 1:
+            raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.role == "student" and not self.teacher:
+            raise ValueError("a student run needs a teacher: give --teacher RUN_DIR_OR_CKPT")
+
+    @property
+    def lr_milestones(self) -> list[int]:
+        """Epochs after which the lr is multiplied by ``lr_decay_rate`` (150/180/210 of 240)."""
+        return sorted({max(1, round(f * self.epochs)) for f in self.lr_decay_fractions})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML/JSON-friendly dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build a config from a dict, rejecting unknown keys by name."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) and k != "dataset_options" else v
+                  for k, v in data.items()}
+        return cls(**values)
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """Fields that differ from ``other``, ignoring the runtime-only ones (progress, device,
+        compile), which may change when a run is resumed."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [k for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]]
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)

@@ -1,0 +1,73 @@
+"""The run folder: one folder per run, holding everything needed to read or repeat it.
+
+::
+
+    RUN_DIR/
+      config.yaml      the frozen TrainConfig
+      metrics.jsonl    one JSON object per epoch (appended as the run goes)
+      checkpoint.pt    full training state of the last finished epoch (atomic, for --resume)
+      model.pt         final weights + manifest (what a student run loads as its teacher)
+      summary.json     last-epoch and best-epoch figures, written when the run ends
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from augkd.training.checkpoint import atomic_write_text
+from augkd.training.config import TrainConfig
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    """``<role>-<model>-<dataset>[-<aug>]-s<seed>-<timestamp>``, filesystem safe."""
+    parts = [cfg.role, cfg.model, cfg.dataset]
+    if cfg.role == "student":
+        parts.append(cfg.aug or "noaug")
+    parts += [f"s{cfg.seed}", time.strftime("%Y%m%d-%H%M%S")]
+    name = "-".join(parts)
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+
+
+class RunDir:
+    """Paths and small I/O helpers of one run folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    checkpoint = property(lambda self: self.path / "checkpoint.pt")
+    model = property(lambda self: self.path / "model.pt")
+    summary = property(lambda self: self.path / "summary.json")
+
+    def create(self, cfg: TrainConfig) -> None:
+        """Make the folder and freeze ``cfg`` into it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cfg.to_yaml(), self.config)
+
+    def read_config(self) -> TrainConfig:
+        return TrainConfig.from_yaml(self.config)
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with self.metrics.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.is_file():
+            return []
+        lines = self.metrics.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """Drop records after ``last_epoch`` (written before a kill, after the last checkpoint)."""
+        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+        atomic_write_text("".join(json.dumps(r) + "\n" for r in kept), self.metrics)
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        atomic_write_text(json.dumps(data, indent=2) + "\n", self.path / name)
+
+    def is_finished(self) -> bool:
+        return self.summary.is_file() and self.model.is_file()

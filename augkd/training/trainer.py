@@ -1,0 +1,343 @@
+"""One training loop for teachers (cross-entropy) and students (KD with a loss balancer).
+
+The fast path of the whole benchmark: the dataset is one uint8 tensor on the device, batches
+are index slices of a per-epoch permutation, augmentation runs on the device, the model runs
+in bf16 autocast and channels_last on CUDA. Inside an epoch nothing waits for the GPU: loss
+sums and the non-finite-loss check are device tensors, read once at the end of the epoch.
+
+Randomness is derived from ``(seed, epoch)`` at the start of every epoch, so a run resumed
+from its checkpoint at an epoch boundary continues with exactly the batches and augmentations
+the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+import augkd
+from augkd.augment import create as create_augmentation
+from augkd.augment.pick import make_scorer
+from augkd.augment.pipeline import Normalize, ViewPipeline
+from augkd.balance import create_balancer
+from augkd.distill import kd_terms
+from augkd.metrics import evaluate
+from augkd.models import create_model
+from augkd.training.checkpoint import atomic_save, load_checkpoint
+from augkd.training.config import TrainConfig
+from augkd.training.run import RunDir
+
+CHECKPOINT_FORMAT = "augkd-checkpoint/1"
+MODEL_FORMAT = "augkd-model/1"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or Inf; the message names the epoch and the step."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Images (uint8 ``[N, C, H, W]``) and labels (int64 ``[N]``) of one split, on the device."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of the random stream of one epoch (data order and augmentation)."""
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+
+
+class Trainer:
+    """Trains one model (teacher or student) under a :class:`TrainConfig`.
+
+    Args:
+        cfg: the run's configuration; ``cfg.role`` picks the objective.
+        train, test: the splits, already on ``device``.
+        mean, std: per-channel normalization of the dataset ([0, 1] scale).
+        num_classes, in_channels: the model's output classes and input channels.
+        teacher: the frozen teacher (student runs only), on ``device``.
+        run: the run folder, or None for a run that writes nothing (the AGB search's warm-ups).
+        agb_lambda: overrides ``cfg.agb_lambda`` (the lambda chosen by the search).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train: Split,
+        test: Split,
+        *,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        num_classes: int,
+        in_channels: int,
+        teacher: nn.Module | None = None,
+        run: RunDir | None = None,
+        agb_lambda: float | None = None,
+        extra_record: dict[str, Any] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        if cfg.role == "student" and teacher is None:
+            raise ValueError("a student run needs a teacher model")
+        self.cfg = cfg
+        self.train_split = train
+        self.test_split = test
+        self.device = train.images.device
+        self.run = run
+        self.log = log
+        self.extra_record = dict(extra_record or {})
+        on_cuda = self.device.type == "cuda"
+        self.memory_format = (
+            torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
+        )
+        self.autocast = (
+            (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+            if (on_cuda and cfg.bf16)
+            else nullcontext
+        )
+
+        self.num_classes, self.in_channels = int(num_classes), int(in_channels)
+        torch.manual_seed(cfg.seed)  # the initial weights
+        self.model = create_model(cfg.model, num_classes, in_channels).to(self.device)
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
+            teacher.to(memory_format=self.memory_format)
+
+        self.normalize = Normalize(mean, std)
+        extra = None
+        if cfg.role == "student" and cfg.aug:
+            extra = create_augmentation(cfg.aug)
+            if cfg.per_batch:
+                extra.per_batch = True
+        self.pipeline = ViewPipeline(create_augmentation("crop+flip"), extra, self.normalize)
+        self.scorer = None
+        if self.pipeline.needs_scorer:
+            self.scorer = make_scorer(
+                extra.score, teacher=teacher, student=self.model, normalize=self.normalize
+            )
+
+        self.balancer = None
+        if cfg.role == "student":
+            self.agb_lambda = cfg.agb_lambda if agb_lambda is None else agb_lambda
+            options = {
+                "agb": {"lam": self.agb_lambda},
+                "manual": {"w_task": cfg.w_task, "w_distill": cfg.w_distill},
+            }.get(cfg.balancer, {})
+            self.balancer = create_balancer(cfg.balancer, **options).to(self.device)
+
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [{"params": self.params, "weight_decay": cfg.weight_decay}]
+        balancer_params = list(self.balancer.parameters()) if self.balancer is not None else []
+        if balancer_params:  # e.g. uncertainty weighting's log-variances: no weight decay
+            groups.append({"params": balancer_params, "weight_decay": 0.0})
+        self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_decay_rate
+        )
+        self.epoch = 0
+        self.best: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ the step
+    def _losses(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> dict:
+        """Named loss terms of one batch (one forward of the model being trained)."""
+        views = self.pipeline(images, generator, scorer=self.scorer)
+        x, x_aug = views.original, views.augmented
+        inputs = x if x_aug is None else torch.cat([x, x_aug])
+        inputs = inputs.contiguous(memory_format=self.memory_format)
+        with self.autocast():
+            logits = self.forward_model(inputs)
+            if self.teacher is None:
+                return {"task": F.cross_entropy(logits.float(), labels)}
+            with torch.no_grad():
+                teacher_logits = self.teacher(inputs)
+        b = x.shape[0]
+        s_x, s_aug = logits[:b], (logits[b:] if x_aug is not None else None)
+        t_x, t_aug = teacher_logits[:b], (teacher_logits[b:] if x_aug is not None else None)
+        return kd_terms(s_x, t_x, labels, s_aug, t_aug, temperature=self.cfg.temperature)
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training split; returns the epoch's mean loss parts."""
+        cfg = self.cfg
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(epoch_seed(cfg.seed, epoch))
+        n = len(self.train_split)
+        order = torch.randperm(n, device=self.device, generator=generator)
+        self.model.train()
+        sums: dict[str, Tensor] = {}
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        n_steps = math.ceil(n / cfg.batch_size)
+        bar = tqdm(
+            range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+            disable=not cfg.progress, unit="step",
+        )
+        for step in bar:
+            index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            losses = self._losses(
+                self.train_split.images[index], self.train_split.labels[index], generator
+            )
+            if self.balancer is None:
+                total = losses["task"]
+                total.backward()
+            else:
+                self.balancer.backward(losses, self.params)
+                total = sum(losses[k] for k in ("task", "distill"))
+            bad = ~torch.isfinite(total.detach())
+            first_bad = torch.where((first_bad < 0) & bad, step, first_bad)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            for name, value in losses.items():
+                value = value.detach().float()
+                sums[name] = sums[name] + value if name in sums else value
+        bar.close()
+        bad_step = int(first_bad)  # the epoch's one host sync
+        if bad_step >= 0:
+            last = f"; the last good checkpoint is {self.run.checkpoint}" if self.run else ""
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch}, step {bad_step}: the run stops here{last}"
+            )
+        record = {f"train_{k}": float(v) / n_steps for k, v in sums.items()}
+        if self.balancer is not None:
+            record.update({f"balance_{k}": v for k, v in self.balancer.epoch_stats().items()})
+        return record
+
+    def evaluate(self, split: Split | None = None) -> dict[str, float]:
+        """Test loss (CE, T = 1), top-1 and top-5 (%) of the model on ``split`` (default: test)."""
+        split = split or self.test_split
+        with self.autocast():
+            result = evaluate(self.model, split.images, split.labels, self.normalize)
+        return {"test_loss": result.loss, "test_top1": result.top1, "test_top5": result.top5}
+
+    # ------------------------------------------------------------------ the run
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train for ``cfg.epochs`` epochs (continuing from the checkpoint if ``resume``).
+
+        Writes metrics, a checkpoint per epoch and, at the end, the summary and the final
+        model with its manifest into the run folder. Returns the summary.
+        """
+        cfg = self.cfg
+        if resume:
+            self._resume()
+        start = time.perf_counter()
+        bar = tqdm(
+            range(self.epoch + 1, cfg.epochs + 1), desc=f"{cfg.role} {cfg.model}",
+            disable=not cfg.progress, unit="epoch", initial=self.epoch, total=cfg.epochs,
+        )
+        for epoch in bar:
+            t0 = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            record = {"epoch": epoch, "lr": lr, **self.train_epoch(epoch)}
+            self.scheduler.step()
+            record.update(self.evaluate())
+            record["epoch_time_s"] = time.perf_counter() - t0
+            record.update(self.extra_record)
+            self.epoch = epoch
+            if not self.best or record["test_top1"] > self.best["test_top1"]:
+                self.best = {k: record[k] for k in ("epoch", "test_loss", "test_top1", "test_top5")}
+            bar.set_postfix(loss=f"{record['test_loss']:.3f}", top1=f"{record['test_top1']:.2f}")
+            if self.run is not None:
+                self.run.append_metrics(record)
+                atomic_save(self.state_dict(), self.run.checkpoint)
+        bar.close()
+        return self._finish(time.perf_counter() - start)
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        final = self.evaluate()
+        summary = {
+            "role": self.cfg.role,
+            "model": self.cfg.model,
+            "dataset": self.cfg.dataset,
+            "aug": self.cfg.aug,
+            "epochs": self.cfg.epochs,
+            "last": {"epoch": self.epoch, **final},
+            "best": self.best,
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "train_seconds_this_session": seconds,
+            **self.extra_record,
+        }
+        if self.balancer is not None:
+            summary["balancer"] = self.cfg.balancer
+            if self.cfg.balancer == "agb":
+                summary["agb_lambda"] = self.agb_lambda
+        if self.run is not None:
+            self.run.write_json("summary.json", summary)
+        return summary
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state: enough to continue the run bit for bit."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "balancer": self.balancer.state_dict() if self.balancer is not None else {},
+            "best": self.best,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _resume(self) -> None:
+        if self.run is None or not self.run.checkpoint.is_file():
+            self.log("no checkpoint to resume from: starting at epoch 1")
+            return
+        state = load_checkpoint(self.run.checkpoint, map_location=self.device)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.run.checkpoint} is not an augkd training checkpoint")
+        diff = TrainConfig.from_dict(state["config"]).differences(self.cfg)
+        if diff:
+            raise ValueError(
+                f"cannot resume {self.run.path}: its config differs in {', '.join(diff)}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.balancer is not None:
+            self.balancer.load_state_dict(state["balancer"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.epoch = int(state["epoch"])
+        self.best = dict(state["best"])
+        self.run.truncate_metrics(self.epoch)
+        self.log(f"resumed {self.run.path} after epoch {self.epoch}")
+
+    def manifest(self, dataset_name: str, checksum: str, mean, std) -> dict[str, Any]:
+        """What a later run needs to know about this model to use it as a teacher."""
+        final = self.evaluate()
+        return {
+            "architecture": self.cfg.model,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "dataset": dataset_name,
+            "dataset_checksum": checksum,
+            "mean": list(mean),
+            "std": list(std),
+            "test_top1": final["test_top1"],
+            "test_loss": final["test_loss"],
+            "epochs": self.epoch,
+            "augkd_version": augkd.__version__,
+            "config": self.cfg.to_dict(),
+        }

@@ -1,0 +1,174 @@
+"""Read a folder tree from a directory or an archive (.tar, .tar.gz, .tgz, .tar.xz, .zip).
+
+The result is a :class:`FileTree`: every regular file by its relative POSIX path, with its bytes
+(archives) or its path on disk (directories), and every folder, so empty folders stay visible.
+Hidden entries (a component starting with ``.``, or ``__MACOSX``) are left out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import lzma
+import os
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
+
+# What a damaged archive raises somewhere inside tarfile/zipfile and their decompressors.
+_CORRUPT_ERRORS = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    lzma.LZMAError,
+    zlib.error,
+    gzip.BadGzipFile,
+    EOFError,
+)
+
+
+@dataclass
+class FileTree:
+    """The files and folders of a directory or archive.
+
+    Attributes:
+        source: the directory or archive read.
+        files: relative POSIX path -> file bytes (archive) or the file's path (directory).
+        dirs: relative POSIX paths of all folders, including those only implied by a file.
+    """
+
+    source: Path
+    files: dict[str, bytes | Path] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+
+    def describe(self, relative: str) -> str:
+        """How to name the entry ``relative`` in a message: a full path or ``archive:member``."""
+        if self.source.is_dir():
+            return str(self.source / relative)
+        return f"{self.source}:{relative}"
+
+    def read(self, relative: str) -> bytes:
+        """The bytes of the file ``relative``."""
+        content = self.files[relative]
+        return content if isinstance(content, bytes) else content.read_bytes()
+
+
+def is_archive(path: Path) -> bool:
+    """Whether ``path``'s name ends with a supported archive suffix."""
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _clean(name: str) -> str | None:
+    """``name`` as a relative POSIX path, or None for hidden, unsafe or empty names."""
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "/")]
+    if not parts or any(p == ".." or p.startswith(".") or p == "__MACOSX" for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def _add_file(tree: FileTree, name: str, content: bytes | Path) -> None:
+    tree.files[name] = content
+    parent = PurePosixPath(name).parent
+    while str(parent) != ".":
+        tree.dirs.add(str(parent))
+        parent = parent.parent
+
+
+def _read_directory(root: Path) -> FileTree:
+    tree = FileTree(root)
+    for folder, subdirs, filenames in os.walk(root, followlinks=True):
+        subdirs.sort()
+        base = Path(folder).relative_to(root)
+        for sub in subdirs:
+            name = _clean((base / sub).as_posix())
+            if name is not None:
+                tree.dirs.add(name)
+        for filename in sorted(filenames):
+            name = _clean((base / filename).as_posix())
+            if name is not None:
+                _add_file(tree, name, Path(folder) / filename)
+    return tree
+
+
+def _read_tar(path: Path) -> FileTree:
+    tree = FileTree(path)
+    # Stream mode reads the (possibly compressed) archive once, front to back.
+    with tarfile.open(path, mode="r|*") as archive:
+        for member in archive:
+            name = _clean(member.name)
+            if name is None:
+                continue
+            if member.isdir():
+                tree.dirs.add(name)
+            elif member.isfile():
+                handle = archive.extractfile(member)
+                assert handle is not None  # a regular file always has a data stream
+                data = handle.read()
+                if len(data) != member.size:
+                    raise EOFError(f"member {member.name} ends early")
+                _add_file(tree, name, data)
+    return tree
+
+
+def _read_zip(path: Path) -> FileTree:
+    tree = FileTree(path)
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = _clean(info.filename)
+            if name is None:
+                continue
+            if info.is_dir():
+                tree.dirs.add(name)
+            else:
+                _add_file(tree, name, archive.read(info))
+    return tree
+
+
+def read_tree(path: Path) -> FileTree:
+    """Read every file of the directory or archive ``path``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is a file of an unsupported kind, or a truncated/corrupt archive.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"image folder or archive {path} does not exist")
+    if path.is_dir():
+        return _read_directory(path)
+    if not is_archive(path):
+        raise ValueError(
+            f"{path} is neither a directory nor an archive ending with "
+            f"{', '.join(ARCHIVE_SUFFIXES)}"
+        )
+    reader = _read_zip if path.name.lower().endswith(".zip") else _read_tar
+    try:
+        return reader(path)
+    except _CORRUPT_ERRORS as exc:
+        raise ValueError(f"cannot read archive {path}: truncated or corrupt ({exc})") from exc
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a file's bytes."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def directory_fingerprint(root: Path) -> str:
+    """A sha256 (hex) of every visible file's relative path, size and modification time.
+
+    Cheap (no file is read) and changes whenever a file is added, removed, resized or touched.
+    """
+    digest = hashlib.sha256()
+    for folder, subdirs, filenames in os.walk(root, followlinks=True):
+        subdirs.sort()
+        for filename in sorted(filenames):
+            full = Path(folder) / filename
+            name = _clean(full.relative_to(root).as_posix())
+            if name is None:
+                continue
+            stat = full.stat()
+            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()

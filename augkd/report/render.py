@@ -1,0 +1,481 @@
+"""Render results folders into one self-contained HTML report and a Markdown report.
+
+Per results folder, one panel:
+
+* a scatter of T. stddev (x) against S. test loss (y), every DA labelled, a least-squares line
+  and Pearson / Spearman / Kendall with p-values in the title (only with student results);
+* the ranking as a bar chart, lowest T. stddev first, error bars where a std exists;
+* the correlations with their bootstrap intervals, the results table and the protocol.
+
+``report.html`` embeds its PNGs as base64 data URIs (one file, no external resources);
+``report.md`` references PNG files written beside it. Figures are drawn on
+:class:`matplotlib.figure.Figure` objects with the Agg canvas, so no display and no pyplot
+global state are involved.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+import augkd
+from augkd.metrics.correlation import correlations as compute_correlations
+from augkd.report.results import CORRELATIONS, Results
+
+__all__ = ["ReportPaths", "default_out_dir", "render_report"]
+
+# The paper's nine DAs, in its T. stddev order (worst first), get fixed colours so a DA looks
+# the same in every panel and every report; other names follow in first-seen order.
+_KNOWN_AUGS = (
+    "identity", "flip", "crop+flip", "cutout", "autoaugment", "mixup", "cutmix",
+    "cutmixpick-s", "cutmixpick-t",
+)
+_GREEK = {"pearson": ("Pearson", "r"), "spearman": ("Spearman", "ρ"), "kendall": ("Kendall", "τ")}
+_COLUMN_TITLES = {
+    "aug": "DA",
+    "t_stddev": "T. stddev",
+    "s_test_loss": "S. test loss",
+    "s_test_acc": "S. test acc (%)",
+    "n_seeds": "seeds",
+}
+_DIGITS = {"t_stddev": 6, "s_test_loss": 4, "s_test_acc": 2}
+_DPI = 150
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportPaths:
+    """Where a report was written: ``html`` and ``md`` files and the ``pngs`` beside them."""
+
+    html: Path
+    md: Path
+    pngs: tuple[Path, ...]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.") or "results"
+
+
+def default_out_dir(results: Sequence[Results], root: str | Path = "reports") -> Path:
+    """``reports/<name>``: the folder's name, or the names joined by ``-`` for several."""
+    name = "-".join(_slug(r.name) for r in results)
+    return Path(root) / (name[:96].rstrip("-") or "report")
+
+
+def _palette(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    order = [a for a in _KNOWN_AUGS if a in names]
+    order += [a for a in dict.fromkeys(names) if a not in _KNOWN_AUGS]
+    base = sns.color_palette("tab10", 10)
+    extra = sns.color_palette("husl", max(1, len(order) - len(_KNOWN_AUGS) - 1))
+    colours = list(base[: len(_KNOWN_AUGS)]) + [base[9]] + list(extra)
+    fixed = {a: colours[i] for i, a in enumerate(_KNOWN_AUGS)}
+    rest = iter(colours[len(_KNOWN_AUGS):])
+    return {a: fixed[a] if a in fixed else next(rest) for a in order}
+
+
+def _fmt_p(p: float) -> str:
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _fmt_float(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, facecolor="white")
+    return buf.getvalue()
+
+
+def _style() -> Any:
+    return sns.axes_style("whitegrid", {"grid.color": ".9", "axes.edgecolor": ".6"})
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def _student_points(res: Results) -> pd.DataFrame:
+    if not res.has_student:
+        return pd.DataFrame(columns=res.table.columns)
+    table = res.table
+    keep = np.isfinite(table["t_stddev"]) & np.isfinite(table["s_test_loss"])
+    return table[keep].reset_index(drop=True)
+
+
+def _panel_correlations(res: Results) -> tuple[dict[str, dict[str, Any]], str]:
+    """Correlations from summary.json, else computed from the table; and where they came from."""
+    if res.correlations:
+        return res.correlations, "summary.json"
+    points = _student_points(res)
+    try:
+        return (
+            compute_correlations(points["t_stddev"], points["s_test_loss"]),
+            "computed by the report from results.csv",
+        )
+    except ValueError as err:
+        return {}, f"not available: {err}"
+
+
+def _label_points(ax: Any, x: np.ndarray, y: np.ndarray, names: list[str]) -> None:
+    """Name every point, choosing for each label the first of a few offsets whose (estimated)
+    box overlaps no label placed before it and no other point; a light-weight label repel."""
+    fontsize = 9.0
+    ax.autoscale_view()
+    px = ax.figure.dpi / 72.0  # display pixels per typographic point
+    anchors = ax.transData.transform(np.column_stack([x, y])) if len(x) else np.zeros((0, 2))
+    candidates = [(7, 5), (7, -14), (-7, 5), (-7, -14), (7, 16), (-7, 16), (7, -25), (-7, -25)]
+    boxes: list[tuple[float, float, float, float]] = []
+
+    def box(i: int, dx: float, dy: float) -> tuple[float, float, float, float]:
+        w, h = 0.6 * fontsize * len(names[i]) * px, 1.2 * fontsize * px
+        x0 = anchors[i, 0] + dx * px - (w if dx < 0 else 0.0)
+        y0 = anchors[i, 1] + dy * px
+        return x0, y0, x0 + w, y0 + h
+
+    def free(b: tuple[float, float, float, float], i: int) -> bool:
+        clear = all(b[2] < o[0] or o[2] < b[0] or b[3] < o[1] or o[3] < b[1] for o in boxes)
+        dots = np.delete(anchors, i, axis=0)
+        hit = ((dots[:, 0] > b[0] - 4) & (dots[:, 0] < b[2] + 4)
+               & (dots[:, 1] > b[1] - 4) & (dots[:, 1] < b[3] + 4))
+        return clear and not hit.any()
+
+    for i in np.argsort(-y, kind="stable"):
+        default = (7, 5) if x[i] <= np.median(x) else (-7, 5)
+        order = [default, *[c for c in candidates if c != default]]
+        dx, dy = next((c for c in order if free(box(i, *c), i)), default)
+        boxes.append(box(i, dx, dy))
+        ax.annotate(names[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
+                    ha="left" if dx > 0 else "right", fontsize=fontsize, color=".15")
+
+
+def _scatter(res: Results, palette: dict, corr: dict[str, dict[str, Any]]) -> bytes:
+    points = _student_points(res)
+    x = points["t_stddev"].to_numpy(float)
+    y = points["s_test_loss"].to_numpy(float)
+    with _style(), sns.plotting_context("notebook", font_scale=0.95):
+        fig = Figure(figsize=(7.2, 5.0), layout="constrained")
+        ax = fig.subplots()
+        xerr, yerr = (
+            points[c].fillna(0).to_numpy(float) if c in points else None
+            for c in ("t_stddev_std", "s_test_loss_std")
+        )
+        if xerr is not None or yerr is not None:
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=".55", elinewidth=1,
+                        capsize=2.5, zorder=2)
+        if len(x) >= 2 and np.ptp(x) > 0:
+            slope, intercept = np.polyfit(x, y, 1)
+            pad = 0.06 * np.ptp(x)
+            xs = np.array([x.min() - pad, x.max() + pad])
+            ax.plot(xs, slope * xs + intercept, ls="--", lw=1.4, color=".35", zorder=1,
+                    label=f"least squares: y = {slope:.4g} x + {intercept:.4g}")
+            ax.legend(loc="lower right", frameon=False, fontsize=8.5)
+        sns.scatterplot(data=points, x="t_stddev", y="s_test_loss", hue="aug", palette=palette,
+                        s=90, edgecolor="white", linewidth=1.0, legend=False, ax=ax, zorder=3)
+        ax.margins(x=0.12, y=0.1)
+        _label_points(ax, x, y, list(points["aug"]))
+        ax.set_xlabel("T. stddev (teacher only)")
+        ax.set_ylabel("S. test loss")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3), useMathText=True)
+        if corr:
+            parts = [
+                f"{_GREEK[k][0]} {_GREEK[k][1]} = {corr[k]['r']:.3f} (p = {_fmt_p(corr[k]['p'])})"
+                for k in CORRELATIONS if k in corr
+            ]
+            title = parts[0] + ("\n" + "   ".join(parts[1:]) if len(parts) > 1 else "")
+        else:
+            title = "correlation not available (needs at least 3 DAs with student results)"
+        ax.set_title(title, fontsize=10.5, loc="left")
+        return _png(fig)
+
+
+def _ranking(res: Results, palette: dict) -> bytes:
+    table = res.table.sort_values("t_stddev", kind="stable").reset_index(drop=True)
+    values = table["t_stddev"].to_numpy(float)
+    finite = values[np.isfinite(values)]
+    top = float(np.abs(finite).max()) if len(finite) else 1.0
+    exponent = int(math.floor(math.log10(top))) if top > 0 else 0
+    scale = 10.0 ** exponent
+    err = None
+    if "t_stddev_std" in table and table["t_stddev_std"].notna().any():
+        err = table["t_stddev_std"].fillna(0).to_numpy(float) / scale
+    with _style(), sns.plotting_context("notebook", font_scale=0.95):
+        fig = Figure(figsize=(7.2, 1.2 + 0.42 * len(table)), layout="constrained")
+        ax = fig.subplots()
+        pos = np.arange(len(table))
+        ax.barh(pos, values / scale, xerr=err, color=[palette[a] for a in table["aug"]],
+                edgecolor="white", height=0.7, error_kw={"ecolor": ".3", "capsize": 3, "lw": 1})
+        ax.set_yticks(pos, [f"{i + 1}. {a}" for i, a in enumerate(table["aug"])])
+        ax.invert_yaxis()  # rank 1 (lowest T. stddev) on top
+        ends = values / scale + (err if err is not None else 0.0)
+        for p, v, end in zip(pos, values / scale, ends, strict=True):
+            if math.isfinite(v):
+                ax.annotate(f"{v:.3f}", (end, p), xytext=(5, 0), textcoords="offset points",
+                            va="center", fontsize=8.5, color=".25")
+        unit = f" (×10$^{{{exponent}}}$)" if exponent else ""
+        ax.set_xlabel(f"T. stddev{unit}")
+        ax.set_title("ranking: lowest T. stddev first (predicted best DA on top)", fontsize=10.5,
+                     loc="left")
+        ax.grid(axis="y", visible=False)
+        ax.margins(x=0.12)
+        return _png(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+
+def _display_table(res: Results) -> pd.DataFrame:
+    """The results table as strings: rank, DA, mean ± std columns, then any other columns."""
+    table = res.table.sort_values("t_stddev", kind="stable").reset_index(drop=True)
+    out = pd.DataFrame({"rank": range(1, len(table) + 1)})
+    for column in table.columns:
+        if column == "rank":
+            continue  # recomputed above from t_stddev
+        if column.endswith("_std") and column[:-4] in _DIGITS and column[:-4] in table:
+            continue  # shown as "mean ± std" in its base column
+        title = _COLUMN_TITLES.get(column, column)
+        if column in _DIGITS:
+            digits = _DIGITS[column]
+            std = table[column + "_std"] if column + "_std" in table else None
+            cells = []
+            for i, v in enumerate(table[column]):
+                cell = _fmt_float(float(v), digits)
+                if std is not None and cell and math.isfinite(float(std.iloc[i])):
+                    cell += f" ± {_fmt_float(float(std.iloc[i]), digits)}"
+                cells.append(cell)
+            out[title] = cells
+        elif column == "n_seeds":
+            out[title] = [str(int(v)) if pd.notna(v) else "" for v in table[column]]
+        elif pd.api.types.is_float_dtype(table[column]):
+            out[title] = [f"{v:.4g}" if pd.notna(v) else "" for v in table[column]]
+        else:
+            out[title] = ["" if pd.isna(v) else str(v) for v in table[column]]
+    return out
+
+
+def _correlation_table(corr: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for key in CORRELATIONS:
+        if key not in corr:
+            continue
+        entry = corr[key]
+        low, high = entry.get("ci_low"), entry.get("ci_high")
+        ci = ""
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            ci = f"[{low:.3f}, {high:.3f}]"
+        rows.append({
+            "coefficient": f"{_GREEK[key][0]} {_GREEK[key][1]}",
+            "value": _fmt_float(entry.get("r"), 3),
+            "p": _fmt_p(entry.get("p")),
+            "bootstrap CI": ci,
+            "points": "" if entry.get("n") is None else str(entry.get("n")),
+        })
+    return pd.DataFrame(rows)
+
+
+def _key_values(mapping: dict[str, Any]) -> pd.DataFrame:
+    def show(v: Any) -> str:
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        return text if len(text) <= 240 else text[:237] + "..."
+
+    return pd.DataFrame({"key": list(mapping), "value": [show(v) for v in mapping.values()]})
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    head = "| " + " | ".join(cell(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, border=0, classes="tbl", escape=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Panels and the document
+
+
+@dataclasses.dataclass
+class _Panel:
+    res: Results
+    slug: str
+    subtitle: str
+    scatter: bytes | None
+    scatter_note: str
+    ranking: bytes
+    corr: pd.DataFrame
+    corr_source: str
+    table: pd.DataFrame
+    protocol: pd.DataFrame
+    extra: pd.DataFrame
+
+
+def _subtitle(protocol: dict[str, Any]) -> str:
+    pair = " → ".join(str(protocol[k]) for k in ("teacher", "student") if k in protocol)
+    bits = [b for b in (pair, str(protocol.get("dataset", ""))) if b]
+    return " · ".join(bits)
+
+
+def _build_panel(res: Results, slug: str, palette: dict) -> _Panel:
+    corr, source = _panel_correlations(res) if res.has_student else ({}, "")
+    scatter, note = None, ""
+    if res.has_student:
+        scatter = _scatter(res, palette, corr)
+    else:
+        note = ("No student results in this folder (no S. test loss): the scatter against "
+                "S. test loss and the correlations are skipped; the ranking is by T. stddev only.")
+    skip = {"format", "protocol", *CORRELATIONS}
+    extra = {k: v for k, v in res.summary.items() if k not in skip}
+    return _Panel(
+        res=res, slug=slug, subtitle=_subtitle(res.protocol), scatter=scatter, scatter_note=note,
+        ranking=_ranking(res, palette), corr=_correlation_table(corr), corr_source=source,
+        table=_display_table(res), protocol=_key_values(res.protocol), extra=_key_values(extra),
+    )
+
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:#222;
+  max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;
+  margin-top:2.2em} h3{font-size:1.05em;margin:1.3em 0 .4em;color:#444}
+.meta,.sub,.note{color:#666} .note{background:#f6f6f6;border-left:4px solid #bbb;padding:.6em 1em}
+.figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.figs img{max-width:100%;height:auto;border:1px solid #eee}
+table.tbl{border-collapse:collapse;font-size:.92em;margin:.3em 0}
+table.tbl th,table.tbl td{padding:.3em .8em;border-bottom:1px solid #e4e4e4;text-align:left}
+table.tbl th{background:#f3f3f3} table.tbl tr:hover td{background:#fafafa}
+"""
+
+
+def _html(title: str, panels: list[_Panel], generated: str) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+        f"<h1>{esc(title)}</h1>", f'<p class="meta">{esc(generated)}</p>',
+    ]
+    if len(panels) > 1:
+        parts.append("<ul>" + "".join(
+            f'<li><a href="#{esc(p.slug)}">{esc(p.res.name)}</a></li>' for p in panels
+        ) + "</ul>")
+    for p in panels:
+        parts.append(f'<h2 id="{esc(p.slug)}">{esc(p.res.name)}</h2>')
+        if p.subtitle:
+            parts.append(f'<p class="sub">{esc(p.subtitle)}</p>')
+        figs = []
+        if p.scatter is not None:
+            data = base64.b64encode(p.scatter).decode("ascii")
+            figs.append(f'<img alt="T. stddev vs S. test loss" src="data:image/png;base64,{data}">')
+        data = base64.b64encode(p.ranking).decode("ascii")
+        figs.append(f'<img alt="ranking by T. stddev" src="data:image/png;base64,{data}">')
+        if p.scatter_note:
+            parts.append(f'<p class="note">{esc(p.scatter_note)}</p>')
+        parts.append('<div class="figs">' + "".join(figs) + "</div>")
+        if len(p.corr):
+            parts += ["<h3>Correlation of T. stddev with S. test loss</h3>", _html_table(p.corr),
+                      f'<p class="meta">source: {esc(p.corr_source)}</p>']
+        parts += ["<h3>Results</h3>", _html_table(p.table)]
+        parts += ["<h3>Protocol</h3>",
+                  _html_table(p.protocol) if len(p.protocol) else "<p>(not recorded)</p>"]
+        if len(p.extra):
+            parts += ["<h3>Other summary entries</h3>", _html_table(p.extra)]
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def _markdown(title: str, panels: list[_Panel], generated: str, pngs: dict[str, str]) -> str:
+    lines = [f"# {title}", "", f"_{generated}_", ""]
+    for p in panels:
+        lines += [f"## {p.res.name}", ""]
+        if p.subtitle:
+            lines += [p.subtitle, ""]
+        if p.scatter is not None:
+            lines += [f"![T. stddev vs S. test loss]({pngs[p.slug + ':scatter']})", ""]
+        else:
+            lines += [f"> {p.scatter_note}", ""]
+        lines += [f"![ranking by T. stddev]({pngs[p.slug + ':ranking']})", ""]
+        if len(p.corr):
+            lines += ["### Correlation of T. stddev with S. test loss", "",
+                      _markdown_table(p.corr), "", f"source: {p.corr_source}", ""]
+        lines += ["### Results", "", _markdown_table(p.table), ""]
+        lines += ["### Protocol", "",
+                  _markdown_table(p.protocol) if len(p.protocol) else "(not recorded)", ""]
+        if len(p.extra):
+            lines += ["### Other summary entries", "", _markdown_table(p.extra), ""]
+    return "\n".join(lines)
+
+
+def render_report(
+    results: Sequence[Results], out: str | Path, *, title: str | None = None
+) -> ReportPaths:
+    """Write ``report.html`` (self-contained) and ``report.md`` with its PNGs into ``out``.
+
+    Args:
+        results: loaded results folders; one panel each, in the given order.
+        out: output folder (created if needed).
+        title: the report's title; default "T. stddev report: <folder names>".
+
+    Returns:
+        :class:`ReportPaths` of the written files.
+    """
+    if not results:
+        raise ValueError("render_report needs at least one results folder")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    title = title or "T. stddev report: " + ", ".join(r.name for r in results)
+    palette = _palette([a for r in results for a in r.table["aug"]])
+
+    panels: list[_Panel] = []
+    seen: dict[str, int] = {}
+    for res in results:
+        slug = _slug(res.name)
+        seen[slug] = seen.get(slug, 0) + 1
+        if seen[slug] > 1:
+            slug = f"{slug}-{seen[slug]}"
+        panels.append(_build_panel(res, slug, palette))
+
+    pngs: dict[str, str] = {}
+    written: list[Path] = []
+    for p in panels:
+        for kind, data in (("scatter", p.scatter), ("ranking", p.ranking)):
+            if data is None:
+                continue
+            path = out / f"{p.slug}-{kind}.png"
+            path.write_bytes(data)
+            pngs[f"{p.slug}:{kind}"] = path.name
+            written.append(path)
+
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    generated = f"generated by augkd {augkd.__version__} on {now}"
+    html_path, md_path = out / "report.html", out / "report.md"
+    html_path.write_text(_html(title, panels, generated), encoding="utf-8")
+    md_path.write_text(_markdown(title, panels, generated, pngs), encoding="utf-8")
+    return ReportPaths(html=html_path, md=md_path, pngs=tuple(written))

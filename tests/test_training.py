@@ -1,0 +1,208 @@
+"""The trainer end to end on digits: teacher and student runs, resume, errors, manifests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from augkd.training import NonFiniteLossError, TrainConfig, Trainer, load_teacher, train
+from augkd.training.checkpoint import atomic_save, load_checkpoint
+from augkd.training.run import RunDir
+
+FAST = dict(dataset="digits", progress=False, device="cpu")
+
+
+def teacher_cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"role": "teacher", "model": "resnet8", "epochs": 3, **FAST, **kw})
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("teacher")
+    return train(teacher_cfg(epochs=8), out / "run", data=digits, log=lambda s: None)
+
+
+def test_teacher_run_beats_chance_and_writes_its_folder(teacher_run):
+    run = RunDir(teacher_run.run_dir)
+    assert teacher_run.summary["last"]["test_top1"] > 80.0  # chance is 10 %
+    records = run.read_metrics()
+    assert [r["epoch"] for r in records] == list(range(1, 9))
+    for key in ("train_task", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s"):
+        assert key in records[0]
+    assert records[0]["lr"] == pytest.approx(0.05)
+    assert records[-1]["lr"] == pytest.approx(0.05 * 0.1**3)  # decayed at epochs 5, 6, 7
+    assert run.read_config() == teacher_cfg(epochs=8)
+    model = load_checkpoint(run.model)
+    manifest = model["manifest"]
+    assert manifest["architecture"] == "resnet8"
+    assert manifest["num_classes"] == 10 and manifest["in_channels"] == 1
+    assert manifest["dataset"] == "digits" and manifest["config"]["epochs"] == 8
+    assert json.loads(run.summary.read_text())["best"]["test_top1"] >= manifest["test_top1"] - 1e-9
+
+
+def test_lr_milestones_scale_with_epochs():
+    assert TrainConfig(epochs=240).lr_milestones == [150, 180, 210]
+    assert TrainConfig(epochs=480).lr_milestones == [300, 360, 420]
+
+
+@pytest.mark.parametrize(
+    "kw, word",
+    [({"epochs": 0}, "epochs"), ({"role": "pupil"}, "role"), ({"agb_lambda": 1.5}, "agb_lambda"),
+     ({"role": "student"}, "teacher")],
+)
+def test_config_errors_name_the_field(kw, word):
+    with pytest.raises(ValueError, match=word):
+        TrainConfig(**kw)
+
+
+def test_unknown_config_key_is_named():
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, digits, monkeypatch):
+    cfg = teacher_cfg(epochs=3)
+    full = train(cfg, tmp_path / "full", data=digits, log=lambda s: None)
+
+    original = Trainer.train_epoch
+
+    def dies_in_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt  # the run is killed mid-way
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "killed", data=digits, log=lambda s: None)
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, tmp_path / "killed", data=digits, log=lambda s: None)
+    resumed = train(cfg, tmp_path / "killed", resume=True, data=digits, log=lambda s: None)
+
+    a, b = _weights(full.run_dir / "model.pt"), _weights(resumed.run_dir / "model.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    epochs = [r["epoch"] for r in RunDir(resumed.run_dir).read_metrics()]
+    assert epochs == [1, 2, 3]
+
+
+def test_resume_refuses_a_changed_config(tmp_path, digits):
+    train(teacher_cfg(epochs=1), tmp_path / "r", data=digits, log=lambda s: None)
+    with pytest.raises(ValueError, match="lr"):
+        train(teacher_cfg(epochs=1, lr=0.1), tmp_path / "r", resume=True, data=digits)
+
+
+def test_non_finite_loss_stops_naming_epoch_and_step(tmp_path, digits, monkeypatch):
+    original = Trainer._losses
+    calls = {"n": 0}
+
+    def poisoned(self, images, labels, generator):
+        losses = original(self, images, labels, generator)
+        calls["n"] += 1
+        if calls["n"] == 22 + 5:  # epoch 2 (22 steps per digits epoch), step 4
+            losses["task"] = losses["task"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(Trainer, "_losses", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 4"):
+        train(teacher_cfg(epochs=3), tmp_path / "nan", data=digits, log=lambda s: None)
+    assert load_checkpoint(tmp_path / "nan" / "checkpoint.pt")["epoch"] == 1
+
+
+def test_atomic_save_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    atomic_save({"epoch": 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        atomic_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
+
+
+def test_teacher_for_another_dataset_is_refused(teacher_run, digits):
+    other = digits.__class__(**{**digits.__dict__, "checksum": "0" * 64})
+    with pytest.raises(ValueError, match="does not fit"):
+        load_teacher(teacher_run.run_dir, other)
+    fewer = digits.__class__(**{**digits.__dict__, "classes": digits.classes[:5]})
+    with pytest.raises(ValueError, match="classes"):
+        load_teacher(teacher_run.run_dir, fewer)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_teacher("nowhere/model.pt", digits)
+
+
+def student_cfg(teacher_run, **kw) -> TrainConfig:
+    base = dict(role="student", model="resnet8", teacher=str(teacher_run.run_dir), epochs=2,
+                aug="cutmix", balancer="manual")
+    return TrainConfig(**{**FAST, **base, **kw})
+
+
+def test_kd_student_ends_better_than_untrained(teacher_run, digits, tmp_path):
+    result = train(student_cfg(teacher_run, epochs=4), tmp_path / "s", data=digits,
+                   log=lambda s: None)
+    assert result.summary["last"]["test_top1"] > 60.0
+    records = RunDir(result.run_dir).read_metrics()
+    for key in ("train_task", "train_distill", "train_kd_original", "train_kd_augmented",
+                "balance_w_task", "balance_w_distill"):
+        assert key in records[0], key
+    assert records[-1]["train_distill"] < records[0]["train_distill"]
+
+
+@pytest.mark.parametrize("balancer", ["agb", "manual", "uncertainty", "gradnorm"])
+def test_every_balancer_trains_a_digits_student(teacher_run, digits, tmp_path, balancer):
+    result = train(student_cfg(teacher_run, balancer=balancer, epochs=3), tmp_path / balancer,
+                   data=digits, log=lambda s: None)
+    record = RunDir(result.run_dir).read_metrics()[-1]
+    assert record["test_top1"] > 50.0  # chance is 10 %
+    assert "balance_w_task" in record and "balance_w_distill" in record
+    if balancer == "agb":
+        for key in ("balance_alpha", "balance_beta", "balance_cos_theta", "balance_n_degenerate"):
+            assert key in record, key
+
+
+def test_one_forward_per_step_advances_batchnorm_once(teacher_run, digits):
+    cfg = student_cfg(teacher_run, balancer="agb", epochs=1)
+    teacher, _ = load_teacher(teacher_run.run_dir, digits)
+    from augkd.training.trainer import Split
+
+    trainer = Trainer(cfg, Split(digits.train_images, digits.train_labels),
+                      Split(digits.test_images, digits.test_labels), mean=digits.mean,
+                      std=digits.std, num_classes=10, in_channels=1, teacher=teacher)
+    trainer.train_epoch(1)
+    steps = -(-len(digits.train_labels) // cfg.batch_size)
+    counts = {int(m.num_batches_tracked) for m in trainer.model.modules()
+              if isinstance(m, torch.nn.BatchNorm2d)}
+    assert counts == {steps}
+
+
+def test_agb_at_lambda_zero_equals_ce_only_training(teacher_run, digits, tmp_path):
+    ce = train(teacher_cfg(epochs=1), tmp_path / "ce", data=digits, log=lambda s: None)
+    agb = train(student_cfg(teacher_run, aug=None, balancer="agb", agb_lambda=0.0, epochs=1),
+                tmp_path / "agb0", data=digits, log=lambda s: None)
+    a, b = _weights(ce.run_dir / "model.pt"), _weights(agb.run_dir / "model.pt")
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+
+
+def test_agb_search_picks_a_lambda_from_the_held_out_table(teacher_run, digits, tmp_path):
+    cfg = student_cfg(teacher_run, balancer="agb", agb_search=True, agb_search_epochs=1,
+                      agb_search_lambdas=(0.1, 0.9), epochs=1, aug=None)
+    result = train(cfg, tmp_path / "search", data=digits, log=lambda s: None)
+    table = (result.run_dir / "agb_search.csv").read_text().splitlines()
+    assert table[0] == "lambda,holdout_top1,holdout_loss,epochs" and len(table) == 3
+    rows = [list(map(float, line.split(","))) for line in table[1:]]
+    best = max(rows, key=lambda r: (r[1], -r[2]))[0]
+    assert result.summary["agb_lambda"] == best

@@ -1,0 +1,496 @@
+"""``python -m augkd.sweep SPEC``: many runs from one experiment spec, resumable and shardable.
+
+A spec (YAML, see ``experiments/``) is a grid over teacher/student pairs, DAs, epochs, seeds,
+balancers and DA modes, plus shared settings::
+
+    name: paper_cifar10
+    dataset: {name: imagefolder, root: ../shared/data/cifar10-jpeg.tar.xz}
+    pairs: [{teacher: wrn_40_2, student: wrn_16_2}]
+    teacher: {epochs: 240}                  # teachers are trained once per model and reused
+    grid: {aug: [identity, cutmix], epochs: [240], seed: [0, 1, 2],
+           balancer: [manual], mode: [per-image]}
+    student: {batch_size: 64}               # any TrainConfig field shared by the students
+    tstddev: {epochs: 10, batch_size: 64, modes: [per-image, per-batch]}
+
+It expands into jobs, each with its own folder under the sweep's output folder:
+
+* ``teachers/<model>/``: a teacher run, trained once and shared by every job that needs it
+  (a lock file keeps two shards from training the same teacher at once);
+* ``tstddev/<pair>/<aug>-<mode>-s<seed>.json``: one T. stddev measurement;
+* ``students/<pair>/<aug>/<balancer>-<mode>-e<epochs>-s<seed>/``: one student run.
+
+A killed sweep restarts where it stopped: finished jobs are skipped, a half-done student run
+resumes from its checkpoint. ``--shard I/N`` runs the jobs whose index is I modulo N, so N
+GPUs or machines split one sweep over a shared folder. ``--dry-run`` lists the jobs. Results
+collect into ``results.csv`` (one row per student run) and ``summary.csv`` (mean and std over
+seeds), and into one ``results/<pair>-<balancer>-<mode>-e<epochs>-t<tmode>/`` folder per
+correlation, in the format ``python -m augkd.report`` reads.
+
+Short schedules without editing the spec: ``--set grid.epochs=[30] teacher.epochs=60``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from augkd.augment import create
+from augkd.augment.pipeline import Normalize
+from augkd.balance import BALANCERS
+from augkd.data import DATASETS, load_dataset
+from augkd.metrics import correlations
+from augkd.models import MODELS
+from augkd.rank import MODES, frozen_student, measure_aug
+from augkd.report import write_results
+from augkd.training import TrainConfig, default_lr, load_teacher, train
+from augkd.training.checkpoint import atomic_write_text
+from augkd.training.run import RunDir
+from augkd.training.trainer import resolve_device
+
+TOP_KEYS = ("name", "dataset", "pairs", "teacher", "student", "grid", "tstddev", "out", "device")
+GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode")
+TSTDDEV_KEYS = ("epochs", "batch_size", "group_size", "modes")
+_STUDENT_FIXED = ("role", "model", "dataset", "root", "teacher", "aug", "epochs", "seed",
+                  "balancer", "per_batch")
+
+
+class SpecError(ValueError):
+    """An experiment spec that cannot run; the message names the key and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    teacher: str
+    student: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.teacher}-{self.student}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One unit of work of a sweep."""
+
+    kind: str  # "teacher" | "tstddev" | "student"
+    pair: Pair | None
+    aug: str | None = None
+    mode: str | None = None
+    seed: int = 0
+    epochs: int | None = None
+    balancer: str | None = None
+    model: str | None = None  # teacher jobs
+
+    @property
+    def key(self) -> str:
+        if self.kind == "teacher":
+            return f"teachers/{self.model}"
+        if self.kind == "tstddev":
+            return f"tstddev/{self.pair.name}/{_safe(self.aug)}-{self.mode}-s{self.seed}.json"
+        return (f"students/{self.pair.name}/{_safe(self.aug)}/"
+                f"{self.balancer}-{self.mode}-e{self.epochs}-s{self.seed}")
+
+
+@dataclasses.dataclass
+class Sweep:
+    """A validated spec and the jobs it expands into."""
+
+    spec: dict[str, Any]
+    out: Path
+
+    @property
+    def pairs(self) -> list[Pair]:
+        return [Pair(p["teacher"], p["student"]) for p in self.spec["pairs"]]
+
+    def jobs(self) -> list[Job]:
+        """Every job in a fixed order: teachers, then T. stddev, then students."""
+        grid, ts = self.spec["grid"], self.spec["tstddev"]
+        teachers = sorted({p.teacher for p in self.pairs})
+        jobs = [Job("teacher", None, model=m) for m in teachers]
+        for pair, aug, mode, seed in itertools.product(self.pairs, grid["aug"], ts["modes"],
+                                                        grid["seed"]):
+            jobs.append(Job("tstddev", pair, aug=aug, mode=mode, seed=seed))
+        for pair, aug, epochs, seed, balancer, mode in itertools.product(
+            self.pairs, grid["aug"], grid["epochs"], grid["seed"], grid["balancer"],
+            grid["mode"],
+        ):
+            jobs.append(Job("student", pair, aug=aug, mode=mode, seed=seed, epochs=epochs,
+                            balancer=balancer))
+        return jobs
+
+    def shard(self, index: int, count: int) -> list[Job]:
+        """The jobs of shard ``index`` of ``count`` (teachers are trained on demand)."""
+        work = [j for j in self.jobs() if j.kind != "teacher"]
+        return [j for i, j in enumerate(work) if i % count == index]
+
+
+# ----------------------------------------------------------------------------- the spec
+def load_spec(path: str | Path, overrides: list[str] = ()) -> Sweep:
+    """Read, override and validate a spec; raise :class:`SpecError` before anything runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"experiment spec not found: {path}")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(spec, dict):
+        raise SpecError(f"{path} must hold a mapping of settings")
+    for item in overrides:
+        apply_override(spec, item)
+    spec = validate_spec(spec, source=str(path))
+    out = Path(spec.get("out") or Path("runs") / "sweeps" / spec["name"])
+    return Sweep(spec, out)
+
+
+def apply_override(spec: dict[str, Any], item: str) -> None:
+    """Apply ``a.b=value`` (value parsed as YAML) to ``spec`` in place."""
+    if "=" not in item:
+        raise SpecError(f"override {item!r} must look like key.sub=value")
+    dotted, raw = item.split("=", 1)
+    keys = dotted.split(".")
+    node = spec
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"override {item!r}: {key!r} is not a mapping")
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def _unknown(section: str, given: dict, known: tuple[str, ...]) -> None:
+    bad = sorted(set(given) - set(known))
+    if bad:
+        raise SpecError(f"unknown key(s) {', '.join(bad)} in {section}; known: {', '.join(known)}")
+
+
+def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
+    """Check every key and value of a spec; return it with defaults filled in."""
+    spec = copy.deepcopy(spec)
+    _unknown(source, spec, TOP_KEYS)
+    spec.setdefault("name", Path(source).stem)
+    dataset = spec.get("dataset", {"name": "digits"})
+    if isinstance(dataset, str):
+        dataset = {"name": dataset}
+    if not isinstance(dataset, dict) or "name" not in dataset:
+        raise SpecError("dataset must be a name or a mapping with 'name' (and 'root')")
+    _unknown("dataset", dataset, ("name", "root", "options"))
+    if dataset["name"] not in DATASETS:
+        raise SpecError(f"unknown dataset {dataset['name']!r}; known: {', '.join(DATASETS)}")
+    spec["dataset"] = dataset
+    pairs = spec.get("pairs")
+    if not isinstance(pairs, list) or not pairs:
+        raise SpecError("pairs must be a non-empty list of {teacher: MODEL, student: MODEL}")
+    for pair in pairs:
+        if not isinstance(pair, dict):
+            raise SpecError(f"each pair must be a mapping, got {pair!r}")
+        _unknown("a pair", pair, ("teacher", "student"))
+        for role in ("teacher", "student"):
+            if pair.get(role) not in MODELS:
+                raise SpecError(f"unknown {role} model {pair.get(role)!r} in pairs; "
+                                f"known: {', '.join(MODELS)}")
+    grid = spec.get("grid")
+    if not isinstance(grid, dict):
+        raise SpecError(f"grid must be a mapping with keys {', '.join(GRID_KEYS)}")
+    _unknown("grid", grid, GRID_KEYS)
+    defaults = {"epochs": [240], "seed": [0], "balancer": ["manual"], "mode": ["per-image"]}
+    for key in GRID_KEYS:
+        values = grid.get(key, defaults.get(key))
+        if values is None:
+            raise SpecError(f"grid.{key} is required (a non-empty list)")
+        if not isinstance(values, list):
+            values = [values]
+        if not values:
+            raise SpecError(f"grid.{key} must be a non-empty list")
+        if len(set(map(str, values))) != len(values):
+            raise SpecError(f"grid.{key} lists a value twice: {values}")
+        grid[key] = values
+    for aug in grid["aug"]:
+        try:
+            create(aug)
+        except ValueError as err:
+            raise SpecError(f"grid.aug: {err}") from None
+    for key in ("epochs", "seed"):
+        for v in grid[key]:
+            if not isinstance(v, int) or v < (1 if key == "epochs" else 0):
+                raise SpecError(f"grid.{key} values must be integers >= "
+                                f"{1 if key == 'epochs' else 0}, got {v!r}")
+    for name in grid["balancer"]:
+        if name not in BALANCERS:
+            raise SpecError(f"unknown balancer {name!r} in grid; known: {', '.join(BALANCERS)}")
+    for mode in grid["mode"]:
+        if mode not in MODES:
+            raise SpecError(f"unknown mode {mode!r} in grid; known: {', '.join(MODES)}")
+    teacher = spec.setdefault("teacher", {})
+    if not isinstance(teacher, dict):
+        raise SpecError("teacher must be a mapping of TrainConfig fields")
+    student = spec.setdefault("student", {})
+    if not isinstance(student, dict):
+        raise SpecError("student must be a mapping of TrainConfig fields")
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    allowed = tuple(f for f in fields if f not in _STUDENT_FIXED)
+    _unknown("teacher", teacher, allowed + ("epochs",))
+    _unknown("student", student, allowed)
+    ts = spec.setdefault("tstddev", {})
+    _unknown("tstddev", ts, TSTDDEV_KEYS)
+    ts.setdefault("epochs", 10)
+    ts.setdefault("batch_size", 64)
+    ts.setdefault("group_size", 10)
+    ts.setdefault("modes", list(grid["mode"]))
+    for mode in ts["modes"]:
+        if mode not in MODES:
+            raise SpecError(f"unknown mode {mode!r} in tstddev.modes; known: {', '.join(MODES)}")
+    return spec
+
+
+# ----------------------------------------------------------------------------- running
+class SweepRunner:
+    """Runs the jobs of a sweep, skipping finished ones and resuming half-done ones."""
+
+    def __init__(self, sweep: Sweep, *, progress: bool = True, log=print) -> None:
+        self.sweep = sweep
+        self.spec = sweep.spec
+        self.out = sweep.out
+        self.progress = progress
+        self.log = log
+        self.device = resolve_device(self.spec.get("device", "auto"))
+        self._data = None
+        self._teachers: dict[str, Any] = {}
+
+    @property
+    def data(self):
+        if self._data is None:
+            d = self.spec["dataset"]
+            self._data = load_dataset(d["name"], d.get("root"), **d.get("options", {}))
+        return self._data
+
+    def is_done(self, job: Job) -> bool:
+        path = self.out / job.key
+        if job.kind == "tstddev":
+            return path.is_file()
+        return RunDir(path).is_finished()
+
+    def run(self, jobs: list[Job]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(yaml.safe_dump(self.spec, sort_keys=False), self.out / "spec.yaml")
+        todo = [j for j in jobs if not self.is_done(j)]
+        self.log(f"sweep {self.spec['name']}: {len(jobs)} jobs, {len(jobs) - len(todo)} "
+                 f"already done, {len(todo)} to run -> {self.out}")
+        for i, job in enumerate(todo, 1):
+            t0 = time.perf_counter()
+            self.log(f"[{i}/{len(todo)}] {job.key}")
+            getattr(self, f"_run_{job.kind}")(job)
+            self.log(f"[{i}/{len(todo)}] done in {time.perf_counter() - t0:.1f} s")
+
+    def teacher_dir(self, model: str) -> Path:
+        """The finished teacher run of ``model``, training it first if needed (once)."""
+        run = RunDir(self.out / "teachers" / model)
+        if run.is_finished():
+            return run.path
+        lock = run.path.with_suffix(".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            self.log(f"waiting for another shard to train teacher {model} ({lock})")
+            while not run.is_finished():
+                if not lock.exists():
+                    return self.teacher_dir(model)
+                time.sleep(10)
+            return run.path
+        try:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            settings = {"epochs": 240, **self.spec["teacher"]}
+            d = self.spec["dataset"]
+            cfg = TrainConfig(role="teacher", model=model, dataset=d["name"], root=d.get("root"),
+                              dataset_options=d.get("options", {}),
+                              lr=settings.pop("lr", default_lr(model)),
+                              device=str(self.device), progress=self.progress, **settings)
+            train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
+        finally:
+            lock.unlink(missing_ok=True)
+        return run.path
+
+    def _run_teacher(self, job: Job) -> None:
+        self.teacher_dir(job.model)
+
+    def _teacher(self, model: str):
+        if model not in self._teachers:
+            self._teachers[model] = load_teacher(self.teacher_dir(model), self.data,
+                                                 self.device)[0]
+        return self._teachers[model]
+
+    def _run_tstddev(self, job: Job) -> None:
+        ts = self.spec["tstddev"]
+        teacher = self._teacher(job.pair.teacher)
+        student = frozen_student(job.pair.student, self.data, self.device, job.seed)
+        result = measure_aug(
+            teacher, self.data.train_images.to(self.device), Normalize(self.data.mean,
+                                                                        self.data.std),
+            job.aug, job.mode, job.seed, student=student, epochs=ts["epochs"],
+            batch_size=ts["batch_size"], group_size=ts["group_size"], progress=self.progress,
+        )
+        record = {"pair": job.pair.name, "aug": job.aug, "mode": job.mode, "seed": job.seed,
+                  "t_stddev": result.value, "n_groups": result.n_groups,
+                  "seconds": result.seconds, "group_means": result.group_means.tolist()}
+        path = self.out / job.key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(record), path)
+        self.log(f"  T. stddev {result.value:.6f}")
+
+    def _run_student(self, job: Job) -> None:
+        d = self.spec["dataset"]
+        settings = dict(self.spec["student"])
+        cfg = TrainConfig(
+            role="student", model=job.pair.student, dataset=d["name"], root=d.get("root"),
+            dataset_options=d.get("options", {}),
+            teacher=str(self.teacher_dir(job.pair.teacher)), aug=job.aug,
+            per_batch=job.mode == "per-batch", epochs=job.epochs, seed=job.seed,
+            balancer=job.balancer, lr=settings.pop("lr", default_lr(job.pair.student)),
+            device=str(self.device), progress=self.progress, **settings,
+        )
+        run = RunDir(self.out / job.key)
+        train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
+
+    # ------------------------------------------------------------------------- results
+    def collect(self) -> pd.DataFrame:
+        """Gather every finished run into results.csv, summary.csv and the report folders."""
+        rows = []
+        tst = {}
+        for job in self.sweep.jobs():
+            if job.kind == "tstddev" and self.is_done(job):
+                rec = json.loads((self.out / job.key).read_text())
+                tst[(job.pair.name, job.aug, job.mode, job.seed)] = rec["t_stddev"]
+        for job in self.sweep.jobs():
+            if job.kind != "student" or not self.is_done(job):
+                continue
+            run = RunDir(self.out / job.key)
+            summary = json.loads(run.summary.read_text())
+            seconds = sum(r.get("epoch_time_s", 0.0) for r in run.read_metrics())
+            row = {
+                "pair": job.pair.name, "teacher": job.pair.teacher, "student": job.pair.student,
+                "aug": job.aug, "mode": job.mode, "epochs": job.epochs, "seed": job.seed,
+                "balancer": job.balancer,
+                "last_test_loss": summary["last"]["test_loss"],
+                "last_test_acc": summary["last"]["test_top1"],
+                "best_test_loss": summary["best"]["test_loss"],
+                "best_test_acc": summary["best"]["test_top1"],
+                "time_s": seconds,
+            }
+            for tmode in self.spec["tstddev"]["modes"]:
+                row[f"t_stddev_{tmode}"] = tst.get((job.pair.name, job.aug, tmode, job.seed))
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        table.to_csv(self.out / "results.csv", index=False)
+        if table.empty:
+            self.log("no finished student runs yet")
+            return table
+        keys = ["pair", "aug", "mode", "epochs", "balancer"]
+        values = [c for c in table.columns if c.startswith(("last_", "best_", "t_stddev_"))]
+        grouped = table.groupby(keys, sort=False)
+        summary = grouped[values].mean().join(grouped[values].std(ddof=1).add_suffix("_std"))
+        summary["n_seeds"] = grouped.size()
+        summary.reset_index().to_csv(self.out / "summary.csv", index=False)
+        self._write_report_folders(table)
+        self.log(f"collected {len(table)} student runs -> {self.out / 'results.csv'}")
+        return table
+
+    def _write_report_folders(self, table: pd.DataFrame) -> None:
+        for (pair, balancer, mode, epochs), part in table.groupby(
+            ["pair", "balancer", "mode", "epochs"], sort=False
+        ):
+            for tmode in self.spec["tstddev"]["modes"]:
+                col = f"t_stddev_{tmode}"
+                if part[col].isna().any():
+                    continue
+                per_aug = part.groupby("aug", sort=False).agg(
+                    t_stddev=(col, "mean"), t_stddev_std=(col, "std"),
+                    s_test_loss=("last_test_loss", "mean"),
+                    s_test_loss_std=("last_test_loss", "std"),
+                    s_test_acc=("last_test_acc", "mean"), s_test_acc_std=("last_test_acc", "std"),
+                    n_seeds=("seed", "count"),
+                ).fillna(0.0).sort_values("t_stddev").reset_index()
+                teacher, student = pair.split("-", 1)
+                summary: dict[str, Any] = {"protocol": {
+                    "dataset": self.spec["dataset"]["name"],
+                    "dataset_source": self.spec["dataset"].get("root"),
+                    "teacher": teacher, "student": student, "student_epochs": int(epochs),
+                    "balancer": balancer, "mode": mode, "tstddev_mode": tmode,
+                    "seeds": int(per_aug["n_seeds"].min()),
+                    "tstddev_epochs": self.spec["tstddev"]["epochs"],
+                    "sweep": self.spec["name"],
+                }}
+                if len(per_aug) >= 3:
+                    summary.update(correlations(per_aug["t_stddev"].to_numpy(),
+                                                per_aug["s_test_loss"].to_numpy()))
+                name = f"{pair}-{balancer}-{mode}-e{epochs}-t{tmode}"
+                write_results(self.out / "results" / name, per_aug, summary)
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SpecError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise SpecError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m augkd.sweep", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", help="experiment spec (YAML)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override spec values, e.g. grid.epochs=[30] teacher.epochs=60")
+    parser.add_argument("--out", help="sweep folder (default: the spec's out or runs/sweeps/NAME)")
+    parser.add_argument("--shard", default="0/1", help="run share I of N (default 0/1: all)")
+    parser.add_argument("--dry-run", action="store_true", help="list the jobs and exit")
+    parser.add_argument("--teachers-only", action="store_true", help="train the teachers only")
+    parser.add_argument("--collect", action="store_true", help="only gather finished results")
+    parser.add_argument("--device", help="override the spec's device")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
+        overrides += [f"device={args.device}"] if args.device else []
+        sweep = load_spec(args.spec, overrides)
+        index, count = parse_shard(args.shard)
+        runner = SweepRunner(sweep, progress=not args.no_progress)
+        if args.teachers_only:
+            jobs = [j for j in sweep.jobs() if j.kind == "teacher"]
+        else:
+            jobs = sweep.shard(index, count)
+        if args.dry_run:
+            for job in jobs:
+                print(("done  " if runner.is_done(job) else "todo  ") + job.key)
+            print(f"{len(jobs)} jobs in shard {index}/{count} -> {sweep.out}")
+            return 0
+        if not args.collect:
+            runner.run(jobs)
+        runner.collect()
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

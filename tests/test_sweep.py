@@ -1,0 +1,119 @@
+"""The sweep runner: spec validation, grid expansion, shards, kill and restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from augkd.sweep import SpecError, SweepRunner, load_spec, main, parse_shard
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "experiments" / "digits_smoke.yaml"
+
+
+def write_spec(tmp_path: Path, **changes) -> Path:
+    spec = yaml.safe_load(SMOKE.read_text())
+    for dotted, value in changes.items():
+        node = spec
+        *head, last = dotted.split("__")
+        for key in head:
+            node = node[key]
+        node[last] = value
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_shipped_specs_validate_and_expand():
+    paper = load_spec(REPO / "experiments" / "paper_cifar10.yaml")
+    kinds = [j.kind for j in paper.jobs()]
+    # 2 pairs x 9 DAs x 1 epochs x 3 seeds x 2 balancers x 1 mode students
+    assert kinds.count("student") == 2 * 9 * 3 * 2
+    assert kinds.count("teacher") == 2
+    assert kinds.count("tstddev") == 2 * 9 * 2 * 3  # both DA modes measured
+    long = load_spec(REPO / "experiments" / "long_epochs.yaml")
+    epochs = sorted({j.epochs for j in long.jobs() if j.kind == "student"})
+    assert epochs == [240, 480, 960]
+    short = load_spec(REPO / "experiments" / "paper_cifar10.yaml",
+                      ["grid.epochs=[30]", "teacher.epochs=60"])
+    assert {j.epochs for j in short.jobs() if j.kind == "student"} == {30}
+    assert short.spec["teacher"]["epochs"] == 60
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_shards_cover_every_job_exactly_once(count):
+    sweep = load_spec(REPO / "experiments" / "paper_cifar10.yaml")
+    keys = [j.key for i in range(count) for j in sweep.shard(i, count)]
+    all_work = [j.key for j in sweep.jobs() if j.kind != "teacher"]
+    assert sorted(keys) == sorted(all_work)
+    assert len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"grid__aug": ["identity", "cutmx"]}, "cutmx"),
+        ({"grid__colour": [1]}, "colour"),
+        ({"pairs": [{"teacher": "resnet999", "student": "resnet8"}]}, "resnet999"),
+        ({"grid__epochs": []}, "grid.epochs"),
+        ({"grid__seed": ["zero"]}, "grid.seed"),
+        ({"grid__balancer": ["magic"]}, "magic"),
+        ({"student": {"aug": "cutmix"}}, "aug"),
+        ({"tstddev__modes": ["sideways"]}, "sideways"),
+        ({"dataset": "mnist"}, "mnist"),
+    ],
+)
+def test_spec_errors_name_the_problem(tmp_path, changes, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write_spec(tmp_path, **changes))
+
+
+def test_bad_shard_and_missing_spec(tmp_path):
+    with pytest.raises(SpecError, match="I/N"):
+        parse_shard("2")
+    with pytest.raises(SpecError, match="0 <= I < N"):
+        parse_shard("3/3")
+    assert main([str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_dry_run_lists_jobs(tmp_path, capsys):
+    assert main([str(SMOKE), "--out", str(tmp_path / "s"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("todo  students/") == 4 and out.count("todo  tstddev/") == 2
+
+
+@pytest.mark.slow
+def test_killed_sweep_restarts_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    spec = str(SMOKE)
+    assert main([spec, "--out", str(tmp_path / "full"), "--no-progress"]) == 0
+    full = pd.read_csv(tmp_path / "full" / "results.csv")
+    assert len(full) == 4  # 2 DAs x 2 epoch budgets
+    assert full["t_stddev_per-image"].notna().all()
+    report_dirs = list((tmp_path / "full" / "results").iterdir())
+    assert len(report_dirs) == 2 and (report_dirs[0] / "results.csv").is_file()
+
+    original = SweepRunner._run_student
+    calls = {"n": 0}
+
+    def killed_after_first(self, job):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, job)
+
+    monkeypatch.setattr(SweepRunner, "_run_student", killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        main([spec, "--out", str(tmp_path / "killed"), "--no-progress"])
+    monkeypatch.setattr(SweepRunner, "_run_student", original)
+
+    ran = []
+    monkeypatch.setattr(SweepRunner, "_run_student",
+                        lambda self, job: (ran.append(job.key), original(self, job))[1])
+    assert main([spec, "--out", str(tmp_path / "killed"), "--no-progress"]) == 0
+    assert len(ran) == 3  # the first student run was skipped
+    again = pd.read_csv(tmp_path / "killed" / "results.csv")
+    cols = ["aug", "epochs", "last_test_loss", "last_test_acc", "t_stddev_per-image"]
+    pd.testing.assert_frame_equal(full[cols], again[cols])

@@ -106,13 +106,26 @@ def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=pri
     return load_teacher(run_dir, data, device), run_dir
 
 
-def _spec(aug: str, mode: str) -> str:
-    """The spec of ``aug`` in ``mode`` (per_batch added for the paper's mode)."""
-    if mode == "per-image":
-        return aug
-    if aug.endswith(")"):
-        return aug[:-1] + ", per_batch=true)"
-    return aug + "(per_batch=true)"
+def measure_aug(
+    teacher, images, normalize: Normalize, aug: str, mode: str, seed: int, *,
+    student=None, epochs: int = 10, batch_size: int = 64, group_size: int = 10,
+    progress: bool = True,
+):
+    """T. stddev of one DA spec in one mode with one seed (the unit of work of rank and sweeps)."""
+    extra = create(aug, per_batch=(mode == "per-batch"))
+    pipeline = ViewPipeline(create("crop+flip"), extra, normalize)
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    return measure_t_stddev(
+        teacher, images, pipeline, epochs=epochs, batch_size=batch_size,
+        group_size=group_size, generator=generator, student=student, progress=progress,
+    )
+
+
+def frozen_student(model: str, data: Dataset, device, seed: int):
+    """The untrained, frozen student whose entropy ranks cutmixpick-s's pool in T. stddev."""
+    torch.manual_seed(seed)
+    student = create_model(model, data.num_classes, data.in_channels).to(device).eval()
+    return student.requires_grad_(False)
 
 
 def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Path, log=print):
@@ -122,14 +135,11 @@ def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Pat
     rows = []
     (out / "tstddev").mkdir(parents=True, exist_ok=True)
     for seed in range(cfg.seeds):
-        torch.manual_seed(seed)
-        student = create_model(cfg.student, data.num_classes, data.in_channels).to(device).eval()
+        student = frozen_student(cfg.student, data, device, seed)
         for aug in cfg.augs:
-            pipeline = ViewPipeline(create("crop+flip"), create(_spec(aug, mode)), normalize)
-            generator = torch.Generator(device=device).manual_seed(seed)
-            result = measure_t_stddev(
-                teacher, images, pipeline, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                group_size=cfg.group_size, generator=generator, student=student,
+            result = measure_aug(
+                teacher, images, normalize, aug, mode, seed, student=student,
+                epochs=cfg.epochs, batch_size=cfg.batch_size, group_size=cfg.group_size,
                 progress=cfg.progress,
             )
             torch.save(result.group_means, out / "tstddev" / f"{_safe(aug)}-{mode}-s{seed}.pt")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from augkd.training.api import train
 from augkd.training.config import TrainConfig, default_lr
+from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
 from augkd.training.trainer import NonFiniteLossError
 
@@ -83,6 +84,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
+def _under_torchrun(cfg: TrainConfig) -> TrainConfig:
+    """Join torchrun's process group (if any): this rank's device, progress on rank 0 only."""
+    info, device = init_from_env(cfg.device)
+    if not info.enabled:
+        return cfg
+    return cfg.replace(device=device, progress=cfg.progress and info.is_main)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -93,13 +102,15 @@ def main(argv: list[str] | None = None) -> int:
             cfg = run.read_config()
             if args.no_progress:
                 cfg = cfg.replace(progress=False)
-            train(cfg, run.path, resume=True)
+            train(_under_torchrun(cfg), run.path, resume=True)
             return 0
         if not args.role:
             raise ValueError("say what to train: 'teacher' or 'student' (or --resume RUN_DIR)")
         if args.resume and not args.out:
             raise ValueError("--resume without a folder needs --out RUN_DIR")
-        cfg = config_from_args(args)
+        cfg = _under_torchrun(config_from_args(args))
+        if current().enabled and not args.out:
+            raise ValueError("under torchrun give --out RUN_DIR so every rank uses one folder")
         train(cfg, Path(args.out) if args.out else None, resume=bool(args.resume),
               runs_root=args.runs_root)
     except NonFiniteLossError as err:

@@ -18,6 +18,7 @@ from torch import nn
 
 from augkd.data import Dataset, load_dataset
 from augkd.models import create_model, load_kd_checkpoint
+from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir, default_run_name
@@ -154,7 +155,9 @@ def train(
         raise FileExistsError(
             f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
         )
-    run.create(cfg)
+    dist_info = distributed.current()
+    if dist_info.is_main:
+        run.create(cfg)
     data = data if data is not None else load_data(cfg)
     device = resolve_device(cfg.device)
     train_split, test_split = _splits(data, device)
@@ -169,6 +172,8 @@ def train(
         lam = search_agb_lambda(cfg, train_split, run, common, log)
     trainer = Trainer(cfg, train_split, test_split, run=run, agb_lambda=lam, **common)
     summary = trainer.fit(resume=resume)
+    if not dist_info.is_main:
+        return RunResult(run.path, summary)
     if teacher_manifest is not None:
         summary["teacher"] = {k: teacher_manifest.get(k) for k in ("architecture", "test_top1")}
         run.write_json("summary.json", summary)
@@ -212,7 +217,8 @@ def search_agb_lambda(
         last = trainer.fit()["last"]
         rows.append({"lambda": lam, "holdout_top1": last["test_top1"],
                      "holdout_loss": last["test_loss"], "epochs": warm.epochs})
-        _write_search_table(table_path, rows)
+        if distributed.current().is_main:
+            _write_search_table(table_path, rows)
         log(f"AGB search: lambda {lam:g} -> held-out top-1 {last['test_top1']:.2f}%")
     best = max(rows, key=lambda r: (r["holdout_top1"], -r["holdout_loss"]))
     log(f"AGB search: chose lambda {best['lambda']:g}")

@@ -33,6 +33,7 @@ from augkd.distill import kd_terms
 from augkd.metrics import evaluate
 from augkd.models import create_model
 from augkd.training.checkpoint import atomic_save, load_checkpoint
+from augkd.training import distributed
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir
 
@@ -123,6 +124,11 @@ class Trainer:
         self.model = create_model(cfg.model, num_classes, in_channels).to(self.device)
         self.model = self.model.to(memory_format=self.memory_format)
         self.forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
+        self.dist = distributed.current()
+        if self.dist.enabled:  # see augkd.training.distributed for how ranks stay in sync
+            self.forward_model = nn.parallel.DistributedDataParallel(
+                self.forward_model, device_ids=[self.device] if on_cuda else None
+            )
         self.teacher = teacher
         if teacher is not None:
             teacher.eval().requires_grad_(False)
@@ -131,9 +137,7 @@ class Trainer:
         self.normalize = Normalize(mean, std)
         extra = None
         if cfg.role == "student" and cfg.aug:
-            extra = create_augmentation(cfg.aug)
-            if cfg.per_batch:
-                extra.per_batch = True
+            extra = create_augmentation(cfg.aug, per_batch=cfg.per_batch)
         self.pipeline = ViewPipeline(create_augmentation("crop+flip"), extra, self.normalize)
         self.scorer = None
         if self.pipeline.needs_scorer:
@@ -149,6 +153,8 @@ class Trainer:
                 "manual": {"w_task": cfg.w_task, "w_distill": cfg.w_distill},
             }.get(cfg.balancer, {})
             self.balancer = create_balancer(cfg.balancer, **options).to(self.device)
+            if self.dist.enabled:
+                self.balancer.grad_reducer = distributed.all_reduce_mean
 
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": self.params, "weight_decay": cfg.weight_decay}]
@@ -169,7 +175,8 @@ class Trainer:
         x, x_aug = views.original, views.augmented
         inputs = x if x_aug is None else torch.cat([x, x_aug])
         inputs = inputs.contiguous(memory_format=self.memory_format)
-        with self.autocast():
+        no_sync = self.forward_model.no_sync if self.dist.enabled else nullcontext
+        with self.autocast(), no_sync():
             logits = self.forward_model(inputs)
             if self.teacher is None:
                 return {"task": F.cross_entropy(logits.float(), labels)}
@@ -197,12 +204,16 @@ class Trainer:
         )
         for step in bar:
             index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            if self.dist.enabled:  # this rank's share of the global batch
+                index = index[self.dist.rank :: self.dist.world_size]
             losses = self._losses(
                 self.train_split.images[index], self.train_split.labels[index], generator
             )
             if self.balancer is None:
                 total = losses["task"]
                 total.backward()
+                if self.dist.enabled:
+                    distributed.all_reduce_mean([p.grad for p in self.params])
             else:
                 self.balancer.backward(losses, self.params)
                 total = sum(losses[k] for k in ("task", "distill"))
@@ -259,7 +270,7 @@ class Trainer:
             if not self.best or record["test_top1"] > self.best["test_top1"]:
                 self.best = {k: record[k] for k in ("epoch", "test_loss", "test_top1", "test_top5")}
             bar.set_postfix(loss=f"{record['test_loss']:.3f}", top1=f"{record['test_top1']:.2f}")
-            if self.run is not None:
+            if self.run is not None and self.dist.is_main:
                 self.run.append_metrics(record)
                 atomic_save(self.state_dict(), self.run.checkpoint)
         bar.close()
@@ -283,7 +294,7 @@ class Trainer:
             summary["balancer"] = self.cfg.balancer
             if self.cfg.balancer == "agb":
                 summary["agb_lambda"] = self.agb_lambda
-        if self.run is not None:
+        if self.run is not None and self.dist.is_main:
             self.run.write_json("summary.json", summary)
         return summary
 
@@ -321,7 +332,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = int(state["epoch"])
         self.best = dict(state["best"])
-        self.run.truncate_metrics(self.epoch)
+        if self.dist.is_main:
+            self.run.truncate_metrics(self.epoch)
         self.log(f"resumed {self.run.path} after epoch {self.epoch}")
 
     def manifest(self, dataset_name: str, checksum: str, mean, std) -> dict[str, Any]:

@@ -17,6 +17,7 @@ replayed on another device.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -32,10 +33,14 @@ class MixRecord:
         partner: int64 ``[B]``; output image ``i`` mixes input ``i`` with input ``partner[i]``.
         lam: float32 ``[B]``; the fraction of output image ``i`` that comes from input ``i``
             (for CutMix the exact pasted-area complement, not the drawn lambda).
+        source: int64 ``[B]`` or None; set by DAs that select or reorder samples (CutMixPick):
+            output image ``i`` mixes input ``source[i]`` (weight ``lam[i]``) with input
+            ``partner[i]``. None means ``source[i] == i``.
     """
 
     partner: Tensor
     lam: Tensor
+    source: Tensor | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +70,8 @@ class Augmentation(ABC):
     """
 
     name: ClassVar[str]
+    #: True for DAs whose call needs a ``scorer`` (CutMixPick); see :mod:`augkd.augment.pick`.
+    needs_scorer: ClassVar[bool] = False
 
     def __init__(self, *, per_batch: bool = False) -> None:
         self.per_batch = bool(per_batch)
@@ -81,13 +88,26 @@ class Augmentation(ABC):
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> AugmentOutput:
         check_images(images)
+        check_generator(generator, images.device)
         return self.apply(images, self.sample(images.shape, images.device, generator))
 
     def extra_repr(self) -> str:
-        return f"per_batch={self.per_batch}"
+        """``key=value`` for every keyword-only ``__init__`` parameter stored as an attribute."""
+        params = inspect.signature(type(self).__init__).parameters.values()
+        return ", ".join(
+            f"{p.name}={getattr(self, p.name)!r}"
+            for p in params
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and hasattr(self, p.name)
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+    def __str__(self) -> str:
+        """The canonical spec string, e.g. ``cutout(size=8)``; see :func:`augkd.augment.spec_of`."""
+        from augkd.augment.spec import spec_of  # spec.py imports this module
+
+        return spec_of(self)
 
 
 def check_images(images: Tensor) -> None:
@@ -98,3 +118,12 @@ def check_images(images: Tensor) -> None:
         raise TypeError(f"expected uint8 images [B, C, H, W], got dtype {images.dtype}")
     if images.ndim != 4:
         raise ValueError(f"expected images of shape [B, C, H, W], got shape {tuple(images.shape)}")
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    """Raise a clear error unless ``generator`` is None or lives on ``device``'s type."""
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"the generator lives on {generator.device.type!r} but the images on {device.type!r}; "
+            "create it with torch.Generator(device=images.device)"
+        )

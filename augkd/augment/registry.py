@@ -1,4 +1,4 @@
-"""The registry of augmentation classes, looked up by spec name (see :func:`augkd.augment.create`)."""
+"""The registry of augmentation classes, looked up by spec name (see ``augkd.augment.create``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,223 @@
+"""Spec strings: the one way a DA is named on the command line, in configs and in result tables.
+
+A spec is a registered name with optional keyword arguments::
+
+    cutmix                      cutmix(beta=1.0)            cutout(size=8)
+    crop+flip                   autoaugment(policy=cifar10)
+    mixup(alpha=0.4, per_batch=true)
+    cutmixpick-t                (alias of cutmixpick(score=teacher))
+
+Values parse as int, float, bool (``true``/``false``) or str, then are checked against the
+type hints of the class's keyword-only ``__init__`` parameters, which are the parameters a spec
+accepts. :func:`spec_of` writes the canonical spec back (defaults omitted, aliases preferred),
+so ``spec_of(create(s)) == s`` for every canonical ``s``, e.g. every entry of :data:`PAPER_DAS`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from typing import Any, Literal
+
+from augkd.augment.base import Augmentation
+from augkd.augment.registry import AUGMENTATIONS
+from augkd.registry import UnknownNameError
+
+#: Short names for a DA with some parameters fixed: alias -> (registered name, fixed params).
+ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "cutmixpick-t": ("cutmixpick", {"score": "teacher"}),
+    "cutmixpick-s": ("cutmixpick", {"score": "student"}),
+}
+
+#: The nine DAs of the benchmark, in the order of the protocol (section 2).
+PAPER_DAS: tuple[str, ...] = (
+    "identity",
+    "flip",
+    "crop+flip",
+    "cutout",
+    "mixup",
+    "cutmix",
+    "autoaugment",
+    "cutmixpick-t",
+    "cutmixpick-s",
+)
+
+_SPEC_RE = re.compile(r"^\s*(?P<name>[A-Za-z][\w+\-]*)\s*(?:\((?P<args>.*)\))?\s*$", re.DOTALL)
+_KEY_RE = re.compile(r"^[A-Za-z_]\w*$")
+_INT_RE = re.compile(r"^[+-]?\d+$")
+
+
+def check_param(aug: str, param: str, value: object, ok: bool, allowed: str) -> None:
+    """Raise ``ValueError`` naming the DA, parameter, value and allowed range unless ``ok``.
+
+    Used by the DA constructors, e.g. ``check_param("cutout", "size", -1, size >= 1, ">= 1")``.
+    """
+    if not ok:
+        raise ValueError(f"{aug}: bad value {param}={value!r}; allowed: {allowed}")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split a spec string into its name and raw parsed keyword values (aliases not resolved).
+
+    Raises:
+        ValueError: the string is not ``name`` or ``name(key=value, ...)``.
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"augmentation spec must be a string, got {type(spec).__name__}")
+    match = _SPEC_RE.match(spec)
+    if match is None:
+        raise ValueError(
+            f"malformed augmentation spec {spec!r}; expected name or name(key=value, ...)"
+        )
+    name, args = match.group("name"), match.group("args")
+    kwargs: dict[str, Any] = {}
+    if args is not None and args.strip():
+        for item in args.split(","):
+            key, sep, raw = item.partition("=")
+            key, raw = key.strip(), raw.strip()
+            if not sep or not _KEY_RE.match(key) or not raw or "(" in raw or ")" in raw:
+                raise ValueError(
+                    f"malformed augmentation spec {spec!r}: {item.strip()!r} is not key=value"
+                )
+            if key in kwargs:
+                raise ValueError(f"malformed augmentation spec {spec!r}: {key!r} given twice")
+            kwargs[key] = _parse_value(raw)
+    return name, kwargs
+
+
+def _parse_value(raw: str) -> Any:
+    """``"8"`` -> 8, ``"0.4"`` -> 0.4, ``"true"`` -> True, ``"'a'"``/``"a"`` -> ``"a"``."""
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if _INT_RE.match(raw):
+        return int(raw)
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
+def spec_parameters(cls: type[Augmentation]) -> dict[str, inspect.Parameter]:
+    """The keyword-only ``__init__`` parameters of ``cls``: the parameters its spec accepts."""
+    signature = inspect.signature(cls.__init__)
+    return {
+        p.name: p for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _resolve(spec: str) -> tuple[type[Augmentation], dict[str, Any]]:
+    name, kwargs = parse_spec(spec)
+    if name in ALIASES:
+        target, fixed = ALIASES[name]
+        for key in fixed:
+            if key in kwargs:
+                raise ValueError(f"{name}: {key!r} is fixed by the alias; use {target}({key}=...)")
+        name, kwargs = target, {**fixed, **kwargs}
+    if name not in AUGMENTATIONS:
+        known = ", ".join(list_augmentations())
+        raise UnknownNameError(f"unknown augmentation {name!r}; known: {known}")
+    cls = AUGMENTATIONS.get(name)
+    params = spec_parameters(cls)
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in kwargs.items():
+        if key not in params:
+            allowed = ", ".join(params) or "none"
+            raise ValueError(f"{name}: unknown parameter {key!r}; allowed: {allowed}")
+        kwargs[key] = _coerce(name, key, value, hints.get(key, Any))
+    return cls, kwargs
+
+
+def _coerce(aug: str, key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the type ``hint``; widen an int where a float is wanted."""
+    if hint is Any:
+        return value
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(aug, key, value, option)
+            except ValueError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        check_param(aug, key, value, value in choices, "one of " + ", ".join(map(str, choices)))
+        return value
+    if hint is bool:
+        check_param(aug, key, value, isinstance(value, bool), "true or false")
+        return value
+    if hint is int:
+        check_param(aug, key, value, type(value) is int, "an integer")
+        return value
+    if hint is float:
+        check_param(aug, key, value, type(value) in (int, float), "a number")
+        return float(value)
+    if hint is str:
+        check_param(aug, key, value, isinstance(value, str), "a string")
+        return value
+    return value
+
+
+def create(spec: str, *, per_batch: bool | None = None) -> Augmentation:
+    """Build the augmentation named by ``spec`` (see the module docstring for the syntax).
+
+    ``per_batch`` (when given) sets the DA's mode, overriding the spec: ``True`` draws the random
+    parameters once per batch as the paper's code does, ``False`` per image.
+
+    Raises:
+        ValueError: malformed spec, unknown name (the message lists the known names), unknown
+            parameter (lists the allowed ones), or a bad value (names parameter, value, range).
+    """
+    cls, kwargs = _resolve(spec)
+    if per_batch is not None:
+        kwargs["per_batch"] = bool(per_batch)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # make every constructor's complaint name the DA
+        if str(err).startswith(f"{cls.name}:"):
+            raise
+        raise ValueError(f"{cls.name}: {err}") from err
+
+
+def list_augmentations() -> list[str]:
+    """The registered DA names followed by the aliases, e.g. ``[..., 'cutmixpick-t', ...]``."""
+    return AUGMENTATIONS.names() + [a for a in ALIASES if ALIASES[a][0] in AUGMENTATIONS]
+
+
+def spec_of(aug: Augmentation) -> str:
+    """The canonical spec of ``aug``: its name and the parameters that differ from the defaults.
+
+    Parameters are read from the attributes of the same name (every DA stores them), written in
+    signature order, floats with ``repr`` and bools as ``true``/``false``. An alias is used
+    when the parameters it fixes match, e.g. ``cutmixpick-t`` for ``cutmixpick(score=teacher)``.
+    """
+    cls = type(aug)
+    values: dict[str, Any] = {}
+    changed: dict[str, Any] = {}
+    for key, param in spec_parameters(cls).items():
+        if not hasattr(aug, key):
+            continue
+        values[key] = getattr(aug, key)
+        if param.default is inspect.Parameter.empty or values[key] != param.default:
+            changed[key] = values[key]
+    name = cls.name
+    for alias, (target, fixed) in ALIASES.items():
+        if target == name and all(values.get(k, object()) == v for k, v in fixed.items()):
+            name = alias
+            changed = {k: v for k, v in changed.items() if k not in fixed}
+            break
+    if not changed:
+        return name
+    return f"{name}({', '.join(f'{k}={_format_value(v)}' for k, v in changed.items())})"
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)

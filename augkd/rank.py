@@ -1,4 +1,4 @@
-"""``python -m augkd.rank``: rank data augmentations for distilling a teacher, from the teacher alone.
+"""``python -m augkd.rank``: rank the DAs for distilling a teacher, from the teacher alone.
 
 For every DA spec, the teacher-only T. stddev (protocol.md section 3) is measured; the DAs are
 ranked lowest first (a good DA lowers it). With ``--validate`` one student per DA (and seed) is
@@ -203,7 +203,8 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
     log(f"teacher: {manifest['architecture']} ({teacher_dir})"
         + (f", test top-1 {manifest['test_top1']:.2f}%" if manifest.get("test_top1") else ""))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.out) if cfg.out else Path("runs") / f"rank-{data.name}-{manifest['architecture']}-{stamp}"
+    name = f"rank-{data.name}-{manifest['architecture']}-{stamp}"
+    base = Path(cfg.out) if cfg.out else Path("runs") / name
     folders = {}
     for mode in cfg.modes:
         out = base / mode if len(cfg.modes) > 1 else base
@@ -250,8 +251,8 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
 def print_table(table: pd.DataFrame, summary: dict[str, Any], mode: str, log=print) -> None:
     """The ranking as a terminal table, best (lowest T. stddev) first."""
     shown = table.copy()
-    shown["t_stddev"] = [f"{m:.6f} ± {s:.6f}" if n > 1 else f"{m:.6f}"
-                         for m, s, n in zip(shown.t_stddev, shown.t_stddev_std, shown.n_seeds)]
+    triples = zip(shown.t_stddev, shown.t_stddev_std, shown.n_seeds, strict=True)
+    shown["t_stddev"] = [f"{m:.6f} ± {s:.6f}" if n > 1 else f"{m:.6f}" for m, s, n in triples]
     cols = ["rank", "aug", "t_stddev"]
     for c in ("s_test_loss", "s_test_acc"):
         if c in shown:

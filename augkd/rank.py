@@ -64,6 +64,7 @@ class RankConfig:
     balancer: str = "manual"
     device: str = "auto"
     out: str | None = None
+    report_dir: str = "reports"  # where --validate writes its HTML/Markdown report
     cache_dir: str | None = None
     progress: bool = True
 
@@ -242,7 +243,7 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
         if cfg.validate:
             from augkd.report import build_report
 
-            report = build_report([out], Path("reports") / out.name)
+            report = build_report([out], Path(cfg.report_dir) / out.name)
             log(f"report: {report}")
     log(f"done in {time.perf_counter() - start:.1f} s; results in {base}")
     return folders
@@ -296,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balancer", default=d.balancer, help="balancer of --validate's students")
     p.add_argument("--device", default=d.device)
     p.add_argument("--out", default=None, help="results folder (default runs/rank-...)")
+    p.add_argument("--report-dir", default=d.report_dir, help="where --validate's report goes")
     p.add_argument("--cache-dir", default=None, help="where trained default teachers are cached")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -311,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             augs=tuple(args.augs), modes=modes, epochs=args.epochs, batch_size=args.batch_size,
             group_size=args.group_size, seeds=args.seeds, student=args.student,
             validate=args.validate, student_epochs=args.student_epochs, balancer=args.balancer,
-            device=args.device, out=args.out, cache_dir=args.cache_dir,
+            device=args.device, out=args.out, report_dir=args.report_dir,
+            cache_dir=args.cache_dir,
             progress=not args.no_progress,
         )
         rank(cfg)

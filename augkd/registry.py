@@ -52,7 +52,7 @@ class Registry(Generic[T]):
         self._entries[name] = obj
 
     def get(self, name: str) -> T:
-        """Return the entry named ``name`` or raise :class:`UnknownNameError` listing the known names."""
+        """The entry named ``name``; :class:`UnknownNameError` (listing the known names) if none."""
         try:
             return self._entries[name]
         except KeyError:

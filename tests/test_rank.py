@@ -44,7 +44,8 @@ def test_second_run_reuses_the_cached_teacher(ranked, tmp_path, capsys):
 def test_validate_adds_students_and_correlations(tmp_path):
     out = tmp_path / "validated"
     argv = QUICK + ["--out", str(out), "--augs", "identity", "mixup", "cutmix",
-                    "--validate", "--student-epochs", "1", "--seeds", "2"]
+                    "--validate", "--student-epochs", "1", "--seeds", "2",
+                    "--report-dir", str(tmp_path / "reports")]
     assert main(argv) == 0
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 3 and (table["n_seeds"] == 2).all()
@@ -54,6 +55,8 @@ def test_validate_adds_students_and_correlations(tmp_path):
     for name in ("pearson", "spearman", "kendall"):
         assert -1 <= summary[name]["r"] <= 1 and 0 <= summary[name]["p"] <= 1
     assert len(list((out / "students").iterdir())) == 6
+    html = (tmp_path / "reports" / "validated" / "report.html").read_text()
+    assert "data:image/png;base64," in html
 
 
 def test_both_modes_write_two_folders(tmp_path):

@@ -64,7 +64,7 @@ def load_teacher(
     device: torch.device | str = "cpu",
     teacher_model: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a frozen teacher (eval mode, no gradients) and its manifest, checked against ``dataset``.
+    """Load a frozen teacher (eval mode, no grads) and its manifest, checked against ``dataset``.
 
     ``source`` is an augkd run folder, its ``model.pt``, or a checkpoint of the common CIFAR KD
     framework (``ckpt_epoch_240.pth``, weights under ``model``), whose architecture must then be

@@ -86,11 +86,15 @@ class TrainConfig:
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not all(0 < f <= 1 for f in self.lr_decay_fractions):
-            raise ValueError(f"lr_decay_fractions must lie in (0, 1], got {self.lr_decay_fractions}")
+            raise ValueError(
+                f"lr_decay_fractions must lie in (0, 1], got {self.lr_decay_fractions}"
+            )
         if not 0 <= self.agb_lambda <= 1:
             raise ValueError(f"agb_lambda must be in [0, 1], got {self.agb_lambda!r}")
         if not all(0 <= lam <= 1 for lam in self.agb_search_lambdas):
-            raise ValueError(f"agb_search_lambdas must lie in [0, 1], got {self.agb_search_lambdas}")
+            raise ValueError(
+                f"agb_search_lambdas must lie in [0, 1], got {self.agb_search_lambdas}"
+            )
         if not 0 < self.holdout_fraction < 1:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction!r}")
         if self.temperature <= 0:

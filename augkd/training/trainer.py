@@ -32,8 +32,8 @@ from augkd.balance import create_balancer
 from augkd.distill import kd_terms
 from augkd.metrics import evaluate
 from augkd.models import create_model
-from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training import distributed
+from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir
 

@@ -5,7 +5,7 @@ balancers and DA modes, plus shared settings::
 
     name: paper_cifar10
     dataset: {name: imagefolder, root: ../shared/data/cifar10-jpeg.tar.xz}
-    pairs: [{teacher: wrn_40_2, student: wrn_16_2}]
+    pairs: [{teacher: wrn_40_2, student: wrn_16_2}]   # optional per pair: teacher_run: RUN_DIR
     teacher: {epochs: 240}                  # teachers are trained once per model and reused
     grid: {aug: [identity, cutmix], epochs: [240], seed: [0, 1, 2],
            balancer: [manual], mode: [per-image]}
@@ -194,7 +194,7 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     for pair in pairs:
         if not isinstance(pair, dict):
             raise SpecError(f"each pair must be a mapping, got {pair!r}")
-        _unknown("a pair", pair, ("teacher", "student"))
+        _unknown("a pair", pair, ("teacher", "student", "teacher_run"))
         for role in ("teacher", "student"):
             if pair.get(role) not in MODELS:
                 raise SpecError(f"unknown {role} model {pair.get(role)!r} in pairs; "
@@ -274,8 +274,15 @@ class SweepRunner:
             self._data = load_dataset(d["name"], d.get("root"), **d.get("options", {}))
         return self._data
 
+    @property
+    def given_teachers(self) -> dict[str, str]:
+        """Teacher runs named in the spec's pairs (``teacher_run``), by teacher model."""
+        return {p["teacher"]: p["teacher_run"] for p in self.spec["pairs"] if "teacher_run" in p}
+
     def is_done(self, job: Job) -> bool:
         path = self.out / job.key
+        if job.kind == "teacher" and job.model in self.given_teachers:
+            return True
         if job.kind == "tstddev":
             return path.is_file()
         return RunDir(path).is_finished()
@@ -294,6 +301,8 @@ class SweepRunner:
 
     def teacher_dir(self, model: str) -> Path:
         """The finished teacher run of ``model``, training it first if needed (once)."""
+        if model in self.given_teachers:  # trained elsewhere (load_teacher checks the data)
+            return Path(self.given_teachers[model])
         run = RunDir(self.out / "teachers" / model)
         if run.is_finished():
             return run.path

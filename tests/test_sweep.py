@@ -117,3 +117,17 @@ def test_killed_sweep_restarts_and_matches_an_uninterrupted_one(tmp_path, monkey
     again = pd.read_csv(tmp_path / "killed" / "results.csv")
     cols = ["aug", "epochs", "last_test_loss", "last_test_acc", "t_stddev_per-image"]
     pd.testing.assert_frame_equal(full[cols], again[cols])
+
+
+def test_a_pair_can_reuse_a_teacher_trained_elsewhere(tmp_path):
+    from augkd.training import TrainConfig, train
+
+    teacher = train(TrainConfig(role="teacher", model="resnet8", epochs=1, progress=False,
+                                device="cpu"), tmp_path / "mine", log=lambda s: None).run_dir
+    spec = write_spec(tmp_path, pairs=[{"teacher": "resnet8", "student": "resnet8",
+                                        "teacher_run": str(teacher)}],
+                      grid__aug=["identity"], grid__epochs=[1])
+    assert main([str(spec), "--out", str(tmp_path / "sweep"), "--no-progress"]) == 0
+    assert not (tmp_path / "sweep" / "teachers").exists()  # nothing trained again
+    table = pd.read_csv(tmp_path / "sweep" / "results.csv")
+    assert len(table) == 1 and table["last_test_acc"].iloc[0] > 10.0

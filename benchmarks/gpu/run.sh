@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The GPU items of the issues, one step per device call (each well under 10 minutes on an H100).
+#
+# Here, once:   mkdir -p .data && cp ../shared/data/cifar10-jpeg.tar.xz .data/
+# On the GPU:   bash benchmarks/gpu/run.sh STEP        (carry: .data; results land in $OUT)
+#
+# Steps:
+#   bench    CUDA tests (CPU/CUDA equivalence, no host sync), augmentation + KD-epoch benchmarks
+#   teacher  wrn_40_2 teacher on the CIFAR-10 archive, 60 epochs (issue: >= 90 % top-1)
+#   rank     T. stddev ranking of the nine DAs with that teacher, both DA modes (target <= 2 min)
+#   kd       wrn_40_2 -> wrn_16_2, 30 epochs: CE only, manual 0.1/0.9, AGB with searched lambda
+#   study    the CIFAR-10 correlation sweep (experiments/paper_cifar10.yaml, short schedule),
+#            resumable: run it again (with .data/runs carried) until it reports nothing to do
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+OUT="${OUT:-benchmarks/results/gpu}"
+mkdir -p "$OUT" .data/runs
+ARCHIVE=.data/cifar10-jpeg.tar.xz
+CIFAR=(--dataset imagefolder --root "$ARCHIVE")
+export AUGKD_CACHE=.data/cache
+TEACHER=.data/runs/teacher-wrn_40_2-e60
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt" || true
+
+case "${1:?step: bench | teacher | rank | kd | study}" in
+bench)
+    python -m pytest -q tests/test_augment.py tests/test_autoaugment.py tests/test_balance.py \
+        -k cuda 2>&1 | tee "$OUT/cuda_tests.txt"
+    python benchmarks/bench_augment.py --device cuda --workers 8 --out "$OUT/augment_h100"
+    python benchmarks/bench_train.py --device cuda --out "$OUT/train_h100"
+    ;;
+teacher)
+    python -m augkd.train teacher --model wrn_40_2 "${CIFAR[@]}" --epochs 60 --no-progress \
+        --out "$TEACHER" 2>&1 | tail -n 5 | tee "$OUT/teacher.txt"
+    cp "$TEACHER/metrics.jsonl" "$TEACHER/summary.json" "$OUT/"
+    ;;
+rank)
+    /usr/bin/time -v python -m augkd.rank "${CIFAR[@]}" --teacher "$TEACHER" \
+        --student wrn_16_2 --both-modes --no-progress --out .data/runs/rank-cifar10 \
+        2>&1 | tee "$OUT/rank.txt"
+    for mode in per-image per-batch; do
+        cp .data/runs/rank-cifar10/$mode/results.csv "$OUT/rank_${mode}.csv"
+        cp .data/runs/rank-cifar10/$mode/summary.json "$OUT/rank_${mode}.json"
+    done
+    ;;
+kd)
+    common=(--model wrn_16_2 "${CIFAR[@]}" --epochs 30 --no-progress)
+    python -m augkd.train teacher "${common[@]}" --out .data/runs/kd-ce 2>&1 | tail -n 2
+    python -m augkd.train student "${common[@]}" --teacher "$TEACHER" --aug cutmix \
+        --balancer manual --out .data/runs/kd-manual 2>&1 | tail -n 2
+    python -m augkd.train student "${common[@]}" --teacher "$TEACHER" --aug cutmix \
+        --balancer agb --agb-search --out .data/runs/kd-agb 2>&1 | tail -n 3
+    for run in ce manual agb; do cp .data/runs/kd-$run/summary.json "$OUT/kd_$run.json"; done
+    cp .data/runs/kd-agb/agb_search.csv "$OUT/"
+    ;;
+study)
+    python -m augkd.sweep experiments/paper_cifar10.yaml --no-progress \
+        --set "dataset.root=$ARCHIVE" "pairs=[{teacher: wrn_40_2, student: wrn_16_2, teacher_run: $TEACHER}]" \
+        grid.epochs=[30] teacher.epochs=60 grid.balancer=[manual] \
+        --out .data/runs/study 2>&1 | tail -n 40
+    cp .data/runs/study/results.csv "$OUT/study_results.csv"
+    cp .data/runs/study/summary.csv "$OUT/study_summary.csv"
+    ;;
+*)
+    echo "unknown step $1" >&2
+    exit 2
+    ;;
+esac

@@ -32,12 +32,13 @@ import torch
 
 from augkd.augment import PAPER_DAS, create
 from augkd.augment.pipeline import Normalize, ViewPipeline
+from augkd.cli import run_cli
 from augkd.data import Dataset, load_dataset
 from augkd.metrics import correlations, measure_t_stddev
 from augkd.models import MODELS, create_model
 from augkd.report import write_results
 from augkd.training import TrainConfig, default_lr, load_teacher, train
-from augkd.training.run import RunDir
+from augkd.training.run import RunDir, safe_name
 from augkd.training.trainer import resolve_device
 
 MODES = ("per-image", "per-batch")
@@ -113,7 +114,7 @@ def measure_aug(
     progress: bool = True,
 ):
     """T. stddev of one DA spec in one mode with one seed (the unit of work of rank and sweeps)."""
-    extra = create(aug, per_batch=(mode == "per-batch"))
+    extra = create(aug, per_batch=True if mode == "per-batch" else None)
     pipeline = ViewPipeline(create("crop+flip"), extra, normalize)
     generator = torch.Generator(device=images.device).manual_seed(seed)
     return measure_t_stddev(
@@ -143,7 +144,7 @@ def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Pat
                 epochs=cfg.epochs, batch_size=cfg.batch_size, group_size=cfg.group_size,
                 progress=cfg.progress,
             )
-            torch.save(result.group_means, out / "tstddev" / f"{_safe(aug)}-{mode}-s{seed}.pt")
+            torch.save(result.group_means, out / "tstddev" / f"{safe_name(aug)}-{mode}-s{seed}.pt")
             rows.append({"aug": aug, "seed": seed, "t_stddev": result.value,
                          "n_groups": result.n_groups, "seconds": result.seconds})
             log(f"  {mode:9s} seed {seed}  {aug:14s} T. stddev {result.value:.6f} "
@@ -163,7 +164,7 @@ def validate(cfg: RankConfig, data: Dataset, teacher_dir: Path, mode: str, out: 
                 lr=default_lr(cfg.student), balancer=cfg.balancer, seed=seed,
                 device=cfg.device, progress=cfg.progress,
             )
-            run = RunDir(out / "students" / f"{_safe(aug)}-s{seed}")
+            run = RunDir(out / "students" / f"{safe_name(aug)}-s{seed}")
             if run.is_finished():
                 summary = json.loads(run.summary.read_text())
             else:
@@ -266,10 +267,6 @@ def print_table(table: pd.DataFrame, summary: dict[str, Any], mode: str, log=pri
             log(f"  {name:8s} r = {c['r']:+.3f}  p = {c['p']:.3g}")
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = RankConfig()
     p = argparse.ArgumentParser(
@@ -306,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     modes = MODES if args.both_modes else (("per-batch",) if args.per_batch else ("per-image",))
-    try:
+
+    def body() -> None:
         cfg = RankConfig(
             dataset=args.dataset, root=args.root, teacher=args.teacher,
             teacher_model=args.teacher_model, teacher_epochs=args.teacher_epochs,
@@ -314,15 +312,11 @@ def main(argv: list[str] | None = None) -> int:
             group_size=args.group_size, seeds=args.seeds, student=args.student,
             validate=args.validate, student_epochs=args.student_epochs, balancer=args.balancer,
             device=args.device, out=args.out, report_dir=args.report_dir,
-            cache_dir=args.cache_dir,
-            progress=not args.no_progress,
+            cache_dir=args.cache_dir, progress=not args.no_progress,
         )
         rank(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
 
+    return run_cli(body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,9 +34,9 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import fcntl
 import itertools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +48,7 @@ import yaml
 from augkd.augment import create
 from augkd.augment.pipeline import Normalize
 from augkd.balance import BALANCERS
+from augkd.cli import run_cli
 from augkd.data import DATASETS, load_dataset
 from augkd.metrics import correlations
 from augkd.models import MODELS
@@ -55,7 +56,7 @@ from augkd.rank import MODES, frozen_student, measure_aug
 from augkd.report import write_results
 from augkd.training import TrainConfig, default_lr, load_teacher, train
 from augkd.training.checkpoint import atomic_write_text
-from augkd.training.run import RunDir
+from augkd.training.run import RunDir, safe_name
 from augkd.training.trainer import resolve_device
 
 TOP_KEYS = ("name", "dataset", "pairs", "teacher", "student", "grid", "tstddev", "out", "device")
@@ -97,8 +98,8 @@ class Job:
         if self.kind == "teacher":
             return f"teachers/{self.model}"
         if self.kind == "tstddev":
-            return f"tstddev/{self.pair.name}/{_safe(self.aug)}-{self.mode}-s{self.seed}.json"
-        return (f"students/{self.pair.name}/{_safe(self.aug)}/"
+            return f"tstddev/{self.pair.name}/{safe_name(self.aug)}-{self.mode}-s{self.seed}.json"
+        return (f"students/{self.pair.name}/{safe_name(self.aug)}/"
                 f"{self.balancer}-{self.mode}-e{self.epochs}-s{self.seed}")
 
 
@@ -241,7 +242,18 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     allowed = tuple(f for f in fields if f not in _STUDENT_FIXED)
     _unknown("teacher", teacher, allowed + ("epochs",))
     _unknown("student", student, allowed)
+    try:  # every value a run will see, checked now rather than after hours of other runs
+        for pair in spec["pairs"]:
+            teacher_config(spec, pair["teacher"])
+            for aug, balancer in itertools.product(grid["aug"], grid["balancer"]):
+                job = Job("student", Pair(pair["teacher"], pair["student"]), aug=aug,
+                          mode=grid["mode"][0], epochs=grid["epochs"][0], balancer=balancer)
+                student_config(spec, job, teacher="(checked later)")
+    except (ValueError, TypeError) as err:
+        raise SpecError(f"{source}: {err}") from None
     ts = spec.setdefault("tstddev", {})
+    if not isinstance(ts, dict):
+        raise SpecError(f"tstddev must be a mapping with keys {', '.join(TSTDDEV_KEYS)}")
     _unknown("tstddev", ts, TSTDDEV_KEYS)
     ts.setdefault("epochs", 10)
     ts.setdefault("batch_size", 64)
@@ -254,6 +266,25 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- running
+def teacher_config(spec: dict[str, Any], model: str, **runtime: Any) -> TrainConfig:
+    """The teacher run of ``model``: the spec's ``teacher`` section over the recipe's defaults."""
+    d, settings = spec["dataset"], {"epochs": 240, **spec["teacher"], **runtime}
+    return TrainConfig(role="teacher", model=model, dataset=d["name"], root=d.get("root"),
+                       dataset_options=d.get("options", {}),
+                       lr=settings.pop("lr", default_lr(model)), **settings)
+
+
+def student_config(spec: dict[str, Any], job: Job, teacher: str, **runtime: Any) -> TrainConfig:
+    """The student run of ``job``: grid point + the spec's ``student`` section."""
+    d, settings = spec["dataset"], {**spec["student"], **runtime}
+    return TrainConfig(
+        role="student", model=job.pair.student, dataset=d["name"], root=d.get("root"),
+        dataset_options=d.get("options", {}), teacher=teacher, aug=job.aug,
+        per_batch=job.mode == "per-batch", epochs=job.epochs, seed=job.seed,
+        balancer=job.balancer, lr=settings.pop("lr", default_lr(job.pair.student)), **settings,
+    )
+
+
 class SweepRunner:
     """Runs the jobs of a sweep, skipping finished ones and resuming half-done ones."""
 
@@ -306,30 +337,23 @@ class SweepRunner:
         run = RunDir(self.out / "teachers" / model)
         if run.is_finished():
             return run.path
-        lock = run.path.with_suffix(".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            self.log(f"waiting for another shard to train teacher {model} ({lock})")
-            while not run.is_finished():
-                if not lock.exists():
-                    return self.teacher_dir(model)
-                time.sleep(10)
-            return run.path
-        try:
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            settings = {"epochs": 240, **self.spec["teacher"]}
-            d = self.spec["dataset"]
-            cfg = TrainConfig(role="teacher", model=model, dataset=d["name"], root=d.get("root"),
-                              dataset_options=d.get("options", {}),
-                              lr=settings.pop("lr", default_lr(model)),
-                              device=str(self.device), progress=self.progress, **settings)
-            train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
-        finally:
-            lock.unlink(missing_ok=True)
+        run.path.parent.mkdir(parents=True, exist_ok=True)
+        # An OS lock, released when its holder exits or is killed, so two shards never train
+        # the same teacher at once and a killed sweep never leaves a stale lock behind.
+        with open(run.path.with_suffix(".lock"), "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.log(f"waiting for another shard to train teacher {model}")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if not run.is_finished():
+                cfg = self.teacher_config(model)
+                train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
         return run.path
+
+    def teacher_config(self, model: str) -> TrainConfig:
+        """The TrainConfig of the teacher run of ``model`` (spec section ``teacher``)."""
+        return teacher_config(self.spec, model, device=str(self.device), progress=self.progress)
 
     def _run_teacher(self, job: Job) -> None:
         self.teacher_dir(job.model)
@@ -359,15 +383,9 @@ class SweepRunner:
         self.log(f"  T. stddev {result.value:.6f}")
 
     def _run_student(self, job: Job) -> None:
-        d = self.spec["dataset"]
-        settings = dict(self.spec["student"])
-        cfg = TrainConfig(
-            role="student", model=job.pair.student, dataset=d["name"], root=d.get("root"),
-            dataset_options=d.get("options", {}),
-            teacher=str(self.teacher_dir(job.pair.teacher)), aug=job.aug,
-            per_batch=job.mode == "per-batch", epochs=job.epochs, seed=job.seed,
-            balancer=job.balancer, lr=settings.pop("lr", default_lr(job.pair.student)),
-            device=str(self.device), progress=self.progress, **settings,
+        cfg = student_config(
+            self.spec, job, teacher=str(self.teacher_dir(job.pair.teacher)),
+            device=str(self.device), progress=self.progress,
         )
         run = RunDir(self.out / job.key)
         train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
@@ -447,10 +465,6 @@ class SweepRunner:
                 write_results(self.out / "results" / name, per_aug, summary)
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
-
-
 def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` -> (I, N) with 0 <= I < N."""
     try:
@@ -476,28 +490,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="override the spec's device")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
-        overrides += [f"device={args.device}"] if args.device else []
-        sweep = load_spec(args.spec, overrides)
-        index, count = parse_shard(args.shard)
-        runner = SweepRunner(sweep, progress=not args.no_progress)
-        if args.teachers_only:
-            jobs = [j for j in sweep.jobs() if j.kind == "teacher"]
-        else:
-            jobs = sweep.shard(index, count)
-        if args.dry_run:
-            for job in jobs:
-                print(("done  " if runner.is_done(job) else "todo  ") + job.key)
-            print(f"{len(jobs)} jobs in shard {index}/{count} -> {sweep.out}")
-            return 0
-        if not args.collect:
-            runner.run(jobs)
-        runner.collect()
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> None:
+    overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
+    overrides += [f"device={args.device}"] if args.device else []
+    sweep = load_spec(args.spec, overrides)
+    index, count = parse_shard(args.shard)
+    runner = SweepRunner(sweep, progress=not args.no_progress)
+    if args.teachers_only:
+        jobs = [j for j in sweep.jobs() if j.kind == "teacher"]
+    else:
+        jobs = sweep.shard(index, count)
+    if args.dry_run:
+        for job in jobs:
+            print(("done  " if runner.is_done(job) else "todo  ") + job.key)
+        print(f"{len(jobs)} jobs in shard {index}/{count} -> {sweep.out}")
+        return
+    if not args.collect:
+        runner.run(jobs)
+    runner.collect()
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from augkd.cli import run_cli
 from augkd.training.api import train
-from augkd.training.config import TrainConfig, default_lr
+from augkd.training.config import TrainConfig, default_lr, read_yaml_mapping
 from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
-from augkd.training.trainer import NonFiniteLossError
 
 # CLI flag -> TrainConfig field, for the flags that map one to one.
 _FIELDS = {
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the YAML file, then the flags."""
-    values = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    values = read_yaml_mapping(args.config) if args.config else {}
     if args.role:
         values["role"] = args.role
     for name in _FIELDS:
@@ -94,32 +94,28 @@ def _under_torchrun(cfg: TrainConfig) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if isinstance(args.resume, str):
-            run = RunDir(args.resume)
-            if not run.config.is_file():
-                raise FileNotFoundError(f"cannot resume: {run.path} holds no config.yaml")
-            cfg = run.read_config()
-            if args.no_progress:
-                cfg = cfg.replace(progress=False)
-            train(_under_torchrun(cfg), run.path, resume=True)
-            return 0
-        if not args.role:
-            raise ValueError("say what to train: 'teacher' or 'student' (or --resume RUN_DIR)")
-        if args.resume and not args.out:
-            raise ValueError("--resume without a folder needs --out RUN_DIR")
-        cfg = _under_torchrun(config_from_args(args))
-        if current().enabled and not args.out:
-            raise ValueError("under torchrun give --out RUN_DIR so every rank uses one folder")
-        train(cfg, Path(args.out) if args.out else None, resume=bool(args.resume),
-              runs_root=args.runs_root)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> None:
+    if isinstance(args.resume, str):
+        run = RunDir(args.resume)
+        if not run.config.is_file():
+            raise FileNotFoundError(f"cannot resume: {run.path} holds no config.yaml")
+        cfg = run.read_config()
+        if args.no_progress:
+            cfg = cfg.replace(progress=False)
+        train(_under_torchrun(cfg), run.path, resume=True)
+        return
+    if not args.role:
+        raise ValueError("say what to train: 'teacher' or 'student' (or --resume RUN_DIR)")
+    if args.resume and not args.out:
+        raise ValueError("--resume without a folder needs --out RUN_DIR")
+    cfg = _under_torchrun(config_from_args(args))
+    if current().enabled and not args.out:
+        raise ValueError("under torchrun give --out RUN_DIR so every rank uses one folder")
+    train(cfg, Path(args.out) if args.out else None, resume=bool(args.resume),
+          runs_root=args.runs_root)
 
 
 if __name__ == "__main__":

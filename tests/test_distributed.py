@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from augkd.augment import Normalize, ViewPipeline, create
 from augkd.data import load_dataset
 from augkd.training import Split, TrainConfig, Trainer, load_teacher, train
 
@@ -44,6 +45,9 @@ def _worker(rank: int, port: int, teacher: str, balancer: str, out: str) -> None
         trainer = Trainer(cfg, Split(data.train_images, data.train_labels),
                           Split(data.test_images, data.test_labels), mean=data.mean,
                           std=data.std, num_classes=10, in_channels=1, teacher=model)
+        views = trainer.step_views(data.train_images[:64], data.train_labels[:64],
+                                   torch.Generator().manual_seed(123))
+        torch.save(views, f"{out}/views{rank}.pt")
         unsynced = []
 
         def check_ranks_agree(optimizer, args, kwargs):
@@ -69,6 +73,15 @@ def test_two_gloo_ranks_train_and_stay_in_sync(teacher_dir, tmp_path, balancer):
     mp.spawn(_worker, args=(_free_port(), str(teacher_dir), balancer, str(tmp_path)),
              nprocs=WORLD, join=True)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    # each rank's views are its share of the single-process views of the same global batch
+    data = load_dataset("digits")
+    pipeline = ViewPipeline(create("crop+flip"), create("cutmix"), Normalize(data.mean, data.std))
+    single = pipeline(data.train_images[:64], torch.Generator().manual_seed(123))
+    for r in range(WORLD):
+        x, x_aug, labels = torch.load(tmp_path / f"views{r}.pt")
+        assert torch.equal(x, single.original[r::WORLD])
+        assert torch.equal(x_aug, single.augmented[r::WORLD])
+        assert torch.equal(labels, data.train_labels[:64][r::WORLD])
     for res in results:
         assert res["unsynced"] == 0  # identical weights on both ranks after every step
         assert res["steps"] == 3 * 22  # digits: 22 global batches of 64 per epoch
@@ -76,9 +89,10 @@ def test_two_gloo_ranks_train_and_stay_in_sync(teacher_dir, tmp_path, balancer):
 
 
 @pytest.mark.slow
-def test_torchrun_cli_writes_one_run_folder(teacher_dir, tmp_path):
+@pytest.mark.parametrize("nproc", [2, 3])  # 3: uneven shares, and a last batch of 2 < 3 ranks
+def test_torchrun_cli_writes_one_run_folder(teacher_dir, tmp_path, nproc):
     out = tmp_path / "ddp-run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
            "--master-port", str(_free_port()), "-m", "augkd.train", "student",
            "--teacher", str(teacher_dir), "--model", "resnet8", "--aug", "mixup",
            "--epochs", "1", "--device", "cpu", "--no-progress", "--out", str(out)]

@@ -190,3 +190,19 @@ def test_build_report_from_python(with_student, tmp_path) -> None:
     html = build_report([with_student], tmp_path / "py")
     assert html == tmp_path / "py" / "report.html"
     assert len(embedded_pngs(html.read_text(encoding="utf-8"))) == 2
+
+
+def test_report_colours_any_number_of_custom_das(tmp_path):
+    import pandas as pd
+
+    from augkd.report import build_report, write_results
+
+    names = [f"cutmix(beta={b})" for b in (0.25, 0.5, 2.0, 4.0)] + ["identity", "custom"]
+    table = pd.DataFrame({"aug": names, "t_stddev": [0.01 + 0.001 * i for i in range(6)],
+                          "s_test_loss": [1.0 + 0.1 * i for i in range(6)],
+                          "s_test_acc": [90.0 - i for i in range(6)], "n_seeds": [1] * 6})
+    write_results(tmp_path / "custom", table, {"protocol": {"dataset": "digits"}})
+    html = build_report([tmp_path / "custom"], tmp_path / "out").read_text()
+    assert html.count("data:image/png;base64,") >= 2
+    for name in names:
+        assert name in html

@@ -131,3 +131,21 @@ def test_a_pair_can_reuse_a_teacher_trained_elsewhere(tmp_path):
     assert not (tmp_path / "sweep" / "teachers").exists()  # nothing trained again
     table = pd.read_csv(tmp_path / "sweep" / "results.csv")
     assert len(table) == 1 and table["last_test_acc"].iloc[0] > 10.0
+
+
+def test_bad_student_or_teacher_settings_fail_before_anything_runs(tmp_path):
+    with pytest.raises(SpecError, match="batch_size"):
+        load_spec(write_spec(tmp_path, student={"batch_size": "x"}))
+    with pytest.raises(SpecError, match="lr"):
+        load_spec(write_spec(tmp_path, teacher={"epochs": 1, "lr": "fast"}))
+    with pytest.raises(SpecError, match="tstddev"):
+        load_spec(write_spec(tmp_path, tstddev=5))
+
+
+def test_a_lock_left_by_a_killed_sweep_does_not_block_the_restart(tmp_path):
+    spec = write_spec(tmp_path, grid__aug=["identity"], grid__epochs=[1], teacher__epochs=1)
+    out = tmp_path / "sweep"
+    (out / "teachers").mkdir(parents=True)
+    (out / "teachers" / "resnet20.lock").write_text("12345")  # its holder is long gone
+    assert main([str(spec), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "teachers" / "resnet20" / "model.pt").is_file()

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from augkd.training import NonFiniteLossError, TrainConfig, Trainer, load_teacher, train
+from augkd.training import NonFiniteLossError, Split, TrainConfig, Trainer, load_teacher, train
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.run import RunDir
 
@@ -176,7 +176,6 @@ def test_every_balancer_trains_a_digits_student(teacher_run, digits, tmp_path, b
 def test_one_forward_per_step_advances_batchnorm_once(teacher_run, digits):
     cfg = student_cfg(teacher_run, balancer="agb", epochs=1)
     teacher, _ = load_teacher(teacher_run.run_dir, digits)
-    from augkd.training.trainer import Split
 
     trainer = Trainer(cfg, Split(digits.train_images, digits.train_labels),
                       Split(digits.test_images, digits.test_labels), mean=digits.mean,
@@ -206,3 +205,17 @@ def test_agb_search_picks_a_lambda_from_the_held_out_table(teacher_run, digits, 
     rows = [list(map(float, line.split(","))) for line in table[1:]]
     best = max(rows, key=lambda r: (r[1], -r[2]))[0]
     assert result.summary["agb_lambda"] == best
+
+
+def test_per_batch_in_the_spec_is_kept_and_the_flag_forces_it(teacher_run, digits):
+    def extra(**kw):
+        cfg = student_cfg(teacher_run, **kw)
+        trainer = Trainer(cfg, Split(digits.train_images, digits.train_labels),
+                          Split(digits.test_images, digits.test_labels), mean=digits.mean,
+                          std=digits.std, num_classes=10, in_channels=1,
+                          teacher=load_teacher(teacher_run.run_dir, digits)[0])
+        return trainer.pipeline.extra
+
+    assert extra(aug="mixup(per_batch=true)").per_batch
+    assert not extra(aug="mixup").per_batch
+    assert extra(aug="mixup", per_batch=True).per_batch

@@ -282,8 +282,8 @@ def measure_t_stddev(
         epochs: passes over the training set (10 in the paper).
         batch_size: KD batch size (64 in the paper); it fixes the stream's tensors.
         group_size: stream tensors per group (10 in the paper).
-        generator: the source of the permutations (and of the pipeline's randomness); its
-            device may differ from the data's.
+        generator: the source of the permutations and of the pipeline's randomness; it must
+            live on the data's device (the augmentations draw from it there).
         chunk_size: maximum rows per teacher forward (a chunk is at least one batch's views).
         student: the frozen student, needed only by the "student" and "kl" CutMixPick scores.
         progress: show a tqdm progress bar (on stderr).

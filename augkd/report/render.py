@@ -81,14 +81,15 @@ def default_out_dir(results: Sequence[Results], root: str | Path = "reports") ->
 
 
 def _palette(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    order = [a for a in _KNOWN_AUGS if a in names]
-    order += [a for a in dict.fromkeys(names) if a not in _KNOWN_AUGS]
+    """The nine paper DAs keep fixed colours; any other name gets one of its own."""
     base = sns.color_palette("tab10", 10)
-    extra = sns.color_palette("husl", max(1, len(order) - len(_KNOWN_AUGS) - 1))
-    colours = list(base[: len(_KNOWN_AUGS)]) + [base[9]] + list(extra)
-    fixed = {a: colours[i] for i, a in enumerate(_KNOWN_AUGS)}
-    rest = iter(colours[len(_KNOWN_AUGS):])
-    return {a: fixed[a] if a in fixed else next(rest) for a in order}
+    fixed = {a: base[i] for i, a in enumerate(_KNOWN_AUGS)}
+    others = [a for a in dict.fromkeys(names) if a not in fixed]
+    # tab10's last colour is free; more custom DAs get evenly spaced hues
+    extra = [base[9]] + list(sns.color_palette("husl", max(1, len(others) - 1)))
+    colours = {a: fixed[a] for a in _KNOWN_AUGS if a in names}
+    colours.update(zip(others, extra, strict=False))
+    return colours
 
 
 def _fmt_p(p: float) -> str:

@@ -72,6 +72,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and what it accepts."""
+        _check_types(self)
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -101,6 +102,20 @@ class TrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if self.role == "student" and not self.teacher:
             raise ValueError("a student run needs a teacher: give --teacher RUN_DIR_OR_CKPT")
+        if self.role == "teacher":
+            given = [k for k in ("teacher", "aug", "per_batch", "agb_search") if getattr(self, k)]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} applies to student runs only; a teacher trains with "
+                    "cross-entropy and the base crop+flip"
+                )
+        if self.aug is not None:
+            from augkd.augment import create  # fails here, naming a bad DA, before any work
+
+            create(self.aug)
+        from augkd.balance import BALANCERS
+
+        BALANCERS.get(self.balancer)  # unknown name -> an error listing the known ones
 
     @property
     def lr_milestones(self) -> list[int]:
@@ -140,10 +155,46 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+        return cls.from_dict(read_yaml_mapping(path))
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file; clear errors for a missing file, bad YAML or a non-mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
         data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-        return cls.from_dict(data)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    """Each field holds a value of its annotated type (ints widen to floats)."""
+    for f in dataclasses.fields(cfg):
+        value, hint = getattr(cfg, f.name), str(f.type)
+        optional = "None" in hint
+        if value is None and optional:
+            continue
+        base = hint.replace(" | None", "")
+        if base == "bool":
+            ok = isinstance(value, bool)
+        elif base == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif base == "float":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif base == "str":
+            ok = isinstance(value, str)
+        elif base.startswith("tuple"):
+            ok = isinstance(value, tuple) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            )
+        elif base.startswith("dict"):
+            ok = isinstance(value, dict)
+        else:
+            ok = True
+        if not ok:
+            raise ValueError(f"{f.name} must be {hint}, got {value!r}")

@@ -4,8 +4,13 @@
 
 How a step stays identical on every rank:
 
-* ``--batch-size`` is the global batch: every rank draws the same permutation and takes every
-  ``world``-th sample of each global batch, so the data seen per step equal a single-process run.
+* ``--batch-size`` is the global batch: every rank draws the same permutation and augments the
+  whole global batch with the same generator (cheap next to the forward), so every per-image
+  draw and mixing partner is that of a single-process run; each rank then trains on every
+  ``world``-th sample. Each rank's losses are weighted by its share of the batch, so the
+  averaged gradient is the global batch's mean gradient even when the shares differ by one.
+  A last batch smaller than the world size is dropped.
+* BatchNorm normalizes with each rank's own batch statistics (plain DDP, no SyncBatchNorm).
 * The student is wrapped in ``DistributedDataParallel`` for what DDP does at its forward: rank
   0's BatchNorm buffers are broadcast to all ranks (and its initial weights at construction).
   Its backward all-reduce is not used (the forward runs under ``no_sync``), because a gradient
@@ -54,7 +59,9 @@ def init_from_env(device_name: str = "auto") -> tuple[DistInfo, str]:
     if world <= 1:
         return DistInfo(), device_name
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    use_cuda = torch.cuda.is_available() and device_name.split(":")[0] in ("auto", "cuda")
+    if device_name.startswith("cuda") and not use_cuda:
+        raise ValueError(f"device {device_name!r} requested but CUDA is not available")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     if use_cuda:

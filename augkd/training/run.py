@@ -27,8 +27,12 @@ def default_run_name(cfg: TrainConfig) -> str:
     if cfg.role == "student":
         parts.append(cfg.aug or "noaug")
     parts += [f"s{cfg.seed}", time.strftime("%Y%m%d-%H%M%S")]
-    name = "-".join(parts)
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+    return safe_name("-".join(parts))
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file name: characters other than letters, digits and ``-_.+`` become ``_``."""
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
 
 
 class RunDir:

@@ -60,7 +60,10 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return device
@@ -137,7 +140,8 @@ class Trainer:
         self.normalize = Normalize(mean, std)
         extra = None
         if cfg.role == "student" and cfg.aug:
-            extra = create_augmentation(cfg.aug, per_batch=cfg.per_batch)
+            # --per-batch switches the DA to the paper's mode; without it the spec decides
+            extra = create_augmentation(cfg.aug, per_batch=True if cfg.per_batch else None)
         self.pipeline = ViewPipeline(create_augmentation("crop+flip"), extra, self.normalize)
         self.scorer = None
         if self.pipeline.needs_scorer:
@@ -167,12 +171,31 @@ class Trainer:
         )
         self.epoch = 0
         self.best: dict[str, Any] = {}
+        self.last_eval: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ the step
+    def step_views(
+        self, images: Tensor, labels: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The normalized views ``x``, ``x~`` and the labels of one batch, for this rank.
+
+        The DAs run on the whole (global) batch on every rank, from the same generator, so the
+        per-image draws and the mixing partners are exactly those of a single-process run; a
+        rank then keeps every ``world_size``-th sample. Under autocast, so that CutMixPick's
+        scoring forward runs in bf16 on CUDA like the training forward.
+        """
+        with self.autocast():
+            views = self.pipeline(images, generator, scorer=self.scorer)
+        x, x_aug = views.original, views.augmented
+        if self.dist.enabled:
+            r, w = self.dist.rank, self.dist.world_size
+            x, labels = x[r::w], labels[r::w]
+            x_aug = x_aug[r::w] if x_aug is not None else None
+        return x, x_aug, labels
+
     def _losses(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> dict:
         """Named loss terms of one batch (one forward of the model being trained)."""
-        views = self.pipeline(images, generator, scorer=self.scorer)
-        x, x_aug = views.original, views.augmented
+        x, x_aug, labels = self.step_views(images, labels, generator)
         inputs = x if x_aug is None else torch.cat([x, x_aug])
         inputs = inputs.contiguous(memory_format=self.memory_format)
         no_sync = self.forward_model.no_sync if self.dist.enabled else nullcontext
@@ -198,23 +221,30 @@ class Trainer:
         sums: dict[str, Tensor] = {}
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         n_steps = math.ceil(n / cfg.batch_size)
+        world, rank = self.dist.world_size, self.dist.rank
+        if 0 < n % cfg.batch_size < world:  # a last batch too small to give every rank a sample
+            n_steps -= 1
         bar = tqdm(
             range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
             disable=not cfg.progress, unit="step",
         )
         for step in bar:
             index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            if self.dist.enabled:  # this rank's share of the global batch
-                index = index[self.dist.rank :: self.dist.world_size]
             losses = self._losses(
                 self.train_split.images[index], self.train_split.labels[index], generator
             )
+            # Ranks hold len(range(rank, b, world)) of the b samples; weighting each rank's mean
+            # loss by its share makes the all-reduced mean gradient the global batch's.
+            b = min(cfg.batch_size, n - step * cfg.batch_size)
+            share = len(range(rank, b, world)) * world / b
             if self.balancer is None:
                 total = losses["task"]
-                total.backward()
+                (total * share if share != 1 else total).backward()
                 if self.dist.enabled:
                     distributed.all_reduce_mean([p.grad for p in self.params])
             else:
+                if share != 1:
+                    losses = {**losses, **{k: losses[k] * share for k in ("task", "distill")}}
                 self.balancer.backward(losses, self.params)
                 total = sum(losses[k] for k in ("task", "distill"))
             bad = ~torch.isfinite(total.detach())
@@ -243,6 +273,12 @@ class Trainer:
             result = evaluate(self.model, split.images, split.labels, self.normalize)
         return {"test_loss": result.loss, "test_top1": result.top1, "test_top5": result.top5}
 
+    def final_eval(self) -> dict[str, float]:
+        """The test figures of the current weights (the last epoch's, evaluated once)."""
+        if self.last_eval is None:
+            self.last_eval = self.evaluate()
+        return self.last_eval
+
     # ------------------------------------------------------------------ the run
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train for ``cfg.epochs`` epochs (continuing from the checkpoint if ``resume``).
@@ -263,7 +299,8 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             record = {"epoch": epoch, "lr": lr, **self.train_epoch(epoch)}
             self.scheduler.step()
-            record.update(self.evaluate())
+            self.last_eval = self.evaluate()
+            record.update(self.last_eval)
             record["epoch_time_s"] = time.perf_counter() - t0
             record.update(self.extra_record)
             self.epoch = epoch
@@ -277,7 +314,7 @@ class Trainer:
         return self._finish(time.perf_counter() - start)
 
     def _finish(self, seconds: float) -> dict[str, Any]:
-        final = self.evaluate()
+        final = self.final_eval()
         summary = {
             "role": self.cfg.role,
             "model": self.cfg.model,
@@ -315,6 +352,8 @@ class Trainer:
     def _resume(self) -> None:
         if self.run is None or not self.run.checkpoint.is_file():
             self.log("no checkpoint to resume from: starting at epoch 1")
+            if self.run is not None and self.dist.is_main:
+                self.run.truncate_metrics(0)  # records of an epoch that never checkpointed
             return
         state = load_checkpoint(self.run.checkpoint, map_location=self.device)
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -338,7 +377,7 @@ class Trainer:
 
     def manifest(self, dataset_name: str, checksum: str, mean, std) -> dict[str, Any]:
         """What a later run needs to know about this model to use it as a teacher."""
-        final = self.evaluate()
+        final = self.final_eval()
         return {
             "architecture": self.cfg.model,
             "num_classes": self.num_classes,

@@ -1,0 +1,25 @@
+"""What every augkd command line shares: bad input ends in one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+# Errors that mean "the user asked for something that cannot be done": their messages name the
+# bad value and what was expected, so the command prints them as one line and exits with 2.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
+
+
+def run_cli(body: Callable[[], int | None]) -> int:
+    """Run a command's body; a user error prints ``error: <message>`` on stderr and returns 2,
+    a non-finite training loss returns 3."""
+    from augkd.training.trainer import NonFiniteLossError
+
+    try:
+        return body() or 0
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -56,6 +56,7 @@ from augkd.rank import MODES, frozen_student, measure_aug
 from augkd.report import write_results
 from augkd.training import TrainConfig, default_lr, load_teacher, train
 from augkd.training.checkpoint import atomic_write_text
+from augkd.training.config import yaml_error
 from augkd.training.run import RunDir, safe_name
 from augkd.training.trainer import resolve_device
 
@@ -145,7 +146,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> Sweep:
     try:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise SpecError(f"{path} is not valid YAML: {err}") from err
+        raise SpecError(yaml_error(path, err)) from None
     if not isinstance(spec, dict):
         raise SpecError(f"{path} must hold a mapping of settings")
     for item in overrides:
@@ -166,7 +167,10 @@ def apply_override(spec: dict[str, Any], item: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise SpecError(f"override {item!r}: {key!r} is not a mapping")
-    node[keys[-1]] = yaml.safe_load(raw)
+    try:
+        node[keys[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise SpecError(yaml_error(f"override {item!r}", err)) from None
 
 
 def _unknown(section: str, given: dict, known: tuple[str, ...]) -> None:

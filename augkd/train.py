@@ -25,13 +25,28 @@ from augkd.training.config import TrainConfig, default_lr, read_yaml_mapping
 from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
 
-# CLI flag -> TrainConfig field, for the flags that map one to one.
+# CLI flag -> (TrainConfig field type, help), for the flags that map one to one.
 _FIELDS = {
-    "model": str, "dataset": str, "root": str, "epochs": int, "batch_size": int, "lr": float,
-    "momentum": float, "weight_decay": float, "seed": int, "device": str, "teacher": str,
-    "teacher_model": str, "aug": str, "temperature": float, "balancer": str,
-    "agb_lambda": float, "agb_search_epochs": int, "holdout_fraction": float,
-    "w_task": float, "w_distill": float,
+    "model": (str, "architecture (augkd.models.list_models())"),
+    "dataset": (str, "digits | cifar10 | cifar100 | imagefolder (default digits)"),
+    "root": (str, "dataset folder or archive"),
+    "epochs": (int, "epochs (default 240); the lr decays at 62.5/75/87.5 %% of them"),
+    "batch_size": (int, "batch size (default 64; the global batch under torchrun)"),
+    "lr": (float, "initial lr (default 0.05; 0.01 for MobileNetV2 / ShuffleNets)"),
+    "momentum": (float, "SGD momentum (default 0.9)"),
+    "weight_decay": (float, "weight decay (default 5e-4)"),
+    "seed": (int, "seed of every random stream (default 0)"),
+    "device": (str, "auto | cpu | cuda | cuda:N (default auto)"),
+    "teacher": (str, "student runs: the teacher's run folder or checkpoint"),
+    "teacher_model": (str, "architecture of a foreign (RepDistiller) teacher checkpoint"),
+    "aug": (str, "student runs: the DA under study, an augkd.augment spec (e.g. cutmix)"),
+    "temperature": (float, "KD temperature (default 4)"),
+    "balancer": (str, "agb (default) | manual | uncertainty | gradnorm"),
+    "agb_lambda": (float, "AGB's lambda in [0, 1] (default 0.5)"),
+    "agb_search_epochs": (int, "warm-up epochs per candidate lambda (default 5)"),
+    "holdout_fraction": (float, "share of the training set held out by the search (0.1)"),
+    "w_task": (float, "manual balancer: task weight (default 0.1)"),
+    "w_distill": (float, "manual balancer: distill weight (default 0.9)"),
 }
 
 
@@ -43,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("role", nargs="?", choices=("teacher", "student"),
                         help="what to train (omit with --resume RUN_DIR)")
     parser.add_argument("--config", help="a YAML file of TrainConfig fields (flags override it)")
-    for name, kind in _FIELDS.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
+    for name, (kind, text) in _FIELDS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
     parser.add_argument("--download", action="store_true",
                         help="download cifar10/cifar100 into --root if missing")
     parser.add_argument("--per-batch", action="store_true", default=None,

@@ -219,3 +219,29 @@ def test_per_batch_in_the_spec_is_kept_and_the_flag_forces_it(teacher_run, digit
     assert extra(aug="mixup(per_batch=true)").per_batch
     assert not extra(aug="mixup").per_batch
     assert extra(aug="mixup", per_batch=True).per_batch
+
+
+def test_cli_config_file_keeps_the_model_dependent_lr(tmp_path):
+    from augkd.train import build_parser, config_from_args
+
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 5\n")
+    args = build_parser().parse_args(["teacher", "--model", "MobileNetV2", "--config", str(path)])
+    cfg = config_from_args(args)
+    assert cfg.lr == 0.01 and cfg.epochs == 5
+    args = build_parser().parse_args(["teacher", "--model", "MobileNetV2", "--lr", "0.2"])
+    assert config_from_args(args).lr == 0.2
+
+
+def test_train_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    from augkd.train import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [unclosed\n")
+    for argv, word in ([["teacher", "--device", "foo"], "foo"],
+                       [["teacher", "--config", str(bad)], "YAML"],
+                       [["teacher", "--aug", "cutmix"], "student runs only"],
+                       [["student", "--teacher", str(tmp_path / "none")], "none"]):
+        assert main(argv + ["--no-progress", "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and word in err and "\n" not in err, err

@@ -166,10 +166,18 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
+        raise ValueError(yaml_error(path, err)) from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
     return data
+
+
+def yaml_error(path: str | Path, err: yaml.YAMLError) -> str:
+    """One line for a YAML parse error: the file, the line and the problem."""
+    mark = getattr(err, "problem_mark", None)
+    where = f", line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{path} is not valid YAML{where}: {problem}"
 
 
 def _check_types(cfg: TrainConfig) -> None:

@@ -36,7 +36,7 @@ from augkd.cli import run_cli
 from augkd.data import Dataset, load_dataset
 from augkd.metrics import correlations, measure_t_stddev
 from augkd.models import MODELS, create_model
-from augkd.report import write_results
+from augkd.report import build_report, write_results
 from augkd.training import TrainConfig, default_lr, load_teacher, train
 from augkd.training.run import RunDir, safe_name
 from augkd.training.trainer import resolve_device
@@ -241,11 +241,9 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
         write_results(out, table, summary)
         print_table(table, summary, mode, log)
         folders[mode] = out
-        if cfg.validate:
-            from augkd.report import build_report
-
-            report = build_report([out], Path(cfg.report_dir) / out.name)
-            log(f"report: {report}")
+    if cfg.validate:  # one report, a panel per mode
+        report = build_report(list(folders.values()), Path(cfg.report_dir) / base.name)
+        log(f"report: {report}")
     log(f"done in {time.perf_counter() - start:.1f} s; results in {base}")
     return folders
 

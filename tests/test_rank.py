@@ -55,7 +55,7 @@ def test_validate_adds_students_and_correlations(tmp_path):
     for name in ("pearson", "spearman", "kendall"):
         assert -1 <= summary[name]["r"] <= 1 and 0 <= summary[name]["p"] <= 1
     assert len(list((out / "students").iterdir())) == 6
-    html = (tmp_path / "reports" / "validated" / "report.html").read_text()
+    html = (tmp_path / "reports" / out.name / "report.html").read_text()
     assert "data:image/png;base64," in html
 
 

@@ -59,7 +59,7 @@ def time_cell(args, aug: str, batch: int, balancer: str) -> dict:
     return {"teacher": args.teacher, "student": args.student, "aug": aug, "batch": batch,
             "balancer": balancer, "device": torch.cuda.get_device_name() if device.type == "cuda"
             else "cpu", "images_timed": args.images, "s_per_epoch_50k": seconds * scale,
-            "compile": args.compile, "bf16": not args.fp32}
+            "compile": args.compile, "bf16": device.type == "cuda" and not args.fp32}
 
 
 def main() -> None:

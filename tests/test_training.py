@@ -245,3 +245,32 @@ def test_train_cli_reports_bad_input_in_one_line(tmp_path, capsys):
         assert main(argv + ["--no-progress", "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and word in err and "\n" not in err, err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("aug, balancer", [("cutmix", "agb"), ("autoaugment", "manual"),
+                                           ("cutmixpick-t", "agb")])
+def test_a_cuda_training_step_never_waits_for_the_gpu(teacher_run, digits, aug, balancer):
+    """The step (views, forwards, balancer, optimizer) issues no host sync on CUDA."""
+    data = digits.to("cuda")
+    cfg = student_cfg(teacher_run, aug=aug, balancer=balancer, device="cuda")
+    trainer = Trainer(cfg, Split(data.train_images, data.train_labels),
+                      Split(data.test_images, data.test_labels), mean=data.mean, std=data.std,
+                      num_classes=10, in_channels=1,
+                      teacher=load_teacher(teacher_run.run_dir, data, "cuda")[0])
+    g = torch.Generator(device="cuda").manual_seed(0)
+    images, labels = data.train_images[:64], data.train_labels[:64]
+
+    def step():
+        losses = trainer._losses(images, labels, g)
+        trainer.balancer.backward(losses, trainer.params)
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up: lazy initialisation may sync once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

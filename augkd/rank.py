@@ -10,10 +10,14 @@ trained on first use and cached, all nine DAs of the benchmark.
 
 Results folder (read by ``python -m augkd.report``)::
 
-    OUT/results.csv     one row per DA: aug, t_stddev, t_stddev_std, [s_test_loss, ...], n_seeds
+    OUT/results.csv     one row per DA, ranked: rank, aug, t_stddev, t_stddev_std,
+                        [s_test_loss(_std), s_test_acc(_std)], n_seeds
     OUT/summary.json    protocol, timings, and (with --validate) pearson/spearman/kendall
+    OUT/per_seed.csv    every (DA, seed) measurement before averaging
     OUT/tstddev/        the recorded group means of every measurement (to recompute the value)
     OUT/students/       the student runs of --validate
+
+With ``--both-modes`` OUT holds one such folder per mode: OUT/per-image/, OUT/per-batch/.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from augkd.augment.pipeline import Normalize, ViewPipeline
 from augkd.cli import run_cli
 from augkd.data import Dataset, load_dataset
 from augkd.metrics import correlations, measure_t_stddev
+from augkd.balance import BALANCERS
 from augkd.models import MODELS, create_model
 from augkd.report import build_report, write_results
 from augkd.training import TrainConfig, default_lr, load_teacher, train
@@ -65,6 +70,7 @@ class RankConfig:
     balancer: str = "manual"
     device: str = "auto"
     out: str | None = None
+    download: bool = False  # cifar10/cifar100 only, and only when asked
     report_dir: str = "reports"  # where --validate writes its HTML/Markdown report
     cache_dir: str | None = None
     progress: bool = True
@@ -75,8 +81,8 @@ class RankConfig:
                 raise ValueError(f"unknown DA mode {mode!r}; known: {', '.join(MODES)}")
         for aug in self.augs:
             create(aug)  # fails early, naming an unknown DA or parameter
-        if self.student not in MODELS:
-            create_model(self.student, 10)  # raises the registry's error naming known models
+        MODELS.get(self.student)  # unknown names -> the registry's error listing known ones
+        BALANCERS.get(self.balancer)
         for name in ("epochs", "batch_size", "group_size", "seeds", "teacher_epochs",
                      "student_epochs"):
             if getattr(self, name) < 1:
@@ -91,7 +97,12 @@ def cache_root(cfg: RankConfig) -> Path:
 
 def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=print):
     """Load the teacher, training (and caching) one first when ``cfg.teacher`` is a model name."""
-    if Path(cfg.teacher).exists() or cfg.teacher not in MODELS:
+    if not Path(cfg.teacher).exists() and cfg.teacher not in MODELS:
+        raise FileNotFoundError(
+            f"--teacher {cfg.teacher!r} is neither a run folder or checkpoint nor a model name "
+            f"to train one (known: {', '.join(MODELS)})"
+        )
+    if Path(cfg.teacher).exists():
         return load_teacher(cfg.teacher, data, device, cfg.teacher_model), Path(cfg.teacher)
     run_dir = (cache_root(cfg) / "teachers"
                / f"{data.name}-{data.checksum[:12]}-{cfg.teacher}-e{cfg.teacher_epochs}-s0")
@@ -100,6 +111,7 @@ def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=pri
         log(f"training a {cfg.teacher} teacher on {data.name} for {cfg.teacher_epochs} epochs "
             f"(cached in {run_dir})")
         tcfg = TrainConfig(role="teacher", model=cfg.teacher, dataset=cfg.dataset, root=cfg.root,
+                           dataset_options={"download": True} if cfg.download else {},
                            epochs=cfg.teacher_epochs, lr=default_lr(cfg.teacher),
                            device=cfg.device, progress=cfg.progress)
         train(tcfg, run_dir, resume=run.config.is_file(), data=data, log=log)
@@ -199,7 +211,7 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
     """Run the ranking; returns the results folder of each mode."""
     start = time.perf_counter()
     device = resolve_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.root)
+    data = load_dataset(cfg.dataset, cfg.root, **({"download": True} if cfg.download else {}))
     log(f"dataset: {data.summary()}")
     (teacher, manifest), teacher_dir = obtain_teacher(cfg, data, device, log)
     log(f"teacher: {manifest['architecture']} ({teacher_dir})"
@@ -270,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m augkd.rank",
         description="Rank data augmentations for KD by the teacher-only T. stddev.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--dataset", default=d.dataset, help="digits | cifar10 | cifar100 | imagefolder")
     p.add_argument("--root", default=None, help="dataset folder or archive")
@@ -293,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device)
     p.add_argument("--out", default=None, help="results folder (default runs/rank-...)")
     p.add_argument("--report-dir", default=d.report_dir, help="where --validate's report goes")
-    p.add_argument("--cache-dir", default=None, help="where trained default teachers are cached")
+    p.add_argument("--cache-dir", default=None,
+                   help="where teachers trained here are cached ($AUGKD_CACHE or ~/.cache/augkd)")
+    p.add_argument("--download", action="store_true",
+                   help="download cifar10/cifar100 into --root if missing")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -310,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             group_size=args.group_size, seeds=args.seeds, student=args.student,
             validate=args.validate, student_epochs=args.student_epochs, balancer=args.balancer,
             device=args.device, out=args.out, report_dir=args.report_dir,
-            cache_dir=args.cache_dir, progress=not args.no_progress,
+            cache_dir=args.cache_dir, download=args.download, progress=not args.no_progress,
         )
         rank(cfg)
 

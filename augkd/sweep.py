@@ -27,6 +27,7 @@ seeds), and into one ``results/<pair>-<balancer>-<mode>-e<epochs>-t<tmode>/`` fo
 correlation, in the format ``python -m augkd.report`` reads.
 
 Short schedules without editing the spec: ``--set grid.epochs=[30] teacher.epochs=60``.
+Paths in a spec (``dataset.root``, ``teacher_run``) are relative to the current folder.
 """
 
 from __future__ import annotations
@@ -200,6 +201,8 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
         if not isinstance(pair, dict):
             raise SpecError(f"each pair must be a mapping, got {pair!r}")
         _unknown("a pair", pair, ("teacher", "student", "teacher_run"))
+        if "teacher_run" in pair:
+            pair["teacher_run"] = str(pair["teacher_run"])
         for role in ("teacher", "student"):
             if pair.get(role) not in MODELS:
                 raise SpecError(f"unknown {role} model {pair.get(role)!r} in pairs; "
@@ -315,12 +318,45 @@ class SweepRunner:
         return {p["teacher"]: p["teacher_run"] for p in self.spec["pairs"] if "teacher_run" in p}
 
     def is_done(self, job: Job) -> bool:
+        """Whether ``job`` has finished, with the settings the spec asks for now.
+
+        Raises:
+            SpecError: a finished job was run with other settings (a changed ``--set`` on the
+                same sweep folder): its results would silently stand for the new ones.
+        """
         path = self.out / job.key
         if job.kind == "teacher" and job.model in self.given_teachers:
             return True
+        if job.kind != "teacher":  # results made with another teacher are stale too
+            self.is_done(Job("teacher", None, model=job.pair.teacher))
         if job.kind == "tstddev":
-            return path.is_file()
-        return RunDir(path).is_finished()
+            if not path.is_file():
+                return False
+            recorded = json.loads(path.read_text()).get("settings")
+            diff = [k for k, v in self.tstddev_settings(job).items() if (recorded or {}).get(k) != v]
+        else:
+            run = RunDir(path)
+            if not run.is_finished():
+                return False
+            expected = (self.teacher_config(job.model) if job.kind == "teacher" else
+                        student_config(self.spec, job, teacher=str(self.teacher_path(job))))
+            diff = run.read_config().differences(expected)
+        if diff:
+            raise SpecError(
+                f"{path} was run with other settings ({', '.join(diff)}) than the spec now asks "
+                "for; give this sweep another --out (or remove that run)"
+            )
+        return True
+
+    def teacher_path(self, job: Job) -> Path:
+        """Where the teacher of a student job lives (without training it)."""
+        model = job.pair.teacher
+        return Path(self.given_teachers.get(model, self.out / "teachers" / model))
+
+    def tstddev_settings(self, job: Job) -> dict[str, Any]:
+        """What a T. stddev measurement depends on besides its job key."""
+        return {**{k: self.spec["tstddev"][k] for k in ("epochs", "batch_size", "group_size")},
+                "teacher": str(self.teacher_path(job))}
 
     def run(self, jobs: list[Job]) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -379,6 +415,7 @@ class SweepRunner:
             batch_size=ts["batch_size"], group_size=ts["group_size"], progress=self.progress,
         )
         record = {"pair": job.pair.name, "aug": job.aug, "mode": job.mode, "seed": job.seed,
+                  "settings": self.tstddev_settings(job),
                   "t_stddev": result.value, "n_groups": result.n_groups,
                   "seconds": result.seconds, "group_means": result.group_means.tolist()}
         path = self.out / job.key
@@ -481,8 +518,13 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m augkd.sweep", description=__doc__.split(
-        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m augkd.sweep", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="Short schedules: --set grid.epochs=[30] teacher.epochs=60. Split over N machines "
+        "sharing the output folder: --shard I/N on each. See experiments/*.yaml. Paths in a "
+        "spec (dataset.root, teacher_run) are relative to the current folder.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("spec", help="experiment spec (YAML)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override spec values, e.g. grid.epochs=[30] teacher.epochs=60")

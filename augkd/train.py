@@ -53,7 +53,8 @@ _FIELDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m augkd.train", description="Train a teacher or a KD student.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("::")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:" + __doc__.split("::")[1].replace(":mod:", "").replace("`", ""),
     )
     parser.add_argument("role", nargs="?", choices=("teacher", "student"),
                         help="what to train (omit with --resume RUN_DIR)")
@@ -114,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> None:
     if isinstance(args.resume, str):
+        given = [f"--{k.replace('_', '-')}" for k in (*_FIELDS, "config", "per_batch",
+                                                       "agb_search", "out") if getattr(args, k)]
+        if args.role or given:
+            raise ValueError(
+                f"--resume RUN_DIR continues the run with its own config.yaml; drop "
+                f"{', '.join(([args.role] if args.role else []) + given)}"
+            )
         run = RunDir(args.resume)
         if not run.config.is_file():
             raise FileNotFoundError(f"cannot resume: {run.path} holds no config.yaml")

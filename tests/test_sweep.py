@@ -149,3 +149,16 @@ def test_a_lock_left_by_a_killed_sweep_does_not_block_the_restart(tmp_path):
     (out / "teachers" / "resnet20.lock").write_text("12345")  # its holder is long gone
     assert main([str(spec), "--out", str(out), "--no-progress"]) == 0
     assert (out / "teachers" / "resnet20" / "model.pt").is_file()
+
+
+def test_changed_settings_on_a_finished_sweep_are_refused(tmp_path, capsys):
+    spec = write_spec(tmp_path, grid__aug=["identity"], grid__epochs=[1], teacher__epochs=1)
+    out = str(tmp_path / "sweep")
+    assert main([str(spec), "--out", out, "--no-progress"]) == 0
+    assert main([str(spec), "--out", out, "--dry-run"]) == 0  # same settings: all done
+    assert "todo" not in capsys.readouterr().out
+    for change, field in (("teacher.epochs=2", "epochs"), ("tstddev.epochs=2", "epochs"),
+                          ("student.temperature=2.0", "temperature")):
+        assert main([str(spec), "--out", out, "--set", change, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "other settings" in err and field in err, err

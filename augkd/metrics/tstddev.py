@@ -137,7 +137,8 @@ class GroupMeans:
         if self.n_groups < 2:
             raise ValueError(
                 f"T. stddev needs at least 2 complete groups of {self.group_size} probability "
-                f"tensors ({2 * self.group_size} tensors); got {self.n_tensors} tensors"
+                f"tensors ({2 * self.group_size} tensors); got {self.n_tensors} tensors "
+                "(measure more epochs, or use a smaller group size or batch size)"
             )
         return t_stddev_from_group_means(self.means())
 

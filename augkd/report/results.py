@@ -134,6 +134,13 @@ def load_results(folder: str | os.PathLike[str]) -> Results:
     if not entries:
         raise ResultsError(f"results folder {str(path)!r} is empty")
     table_path, summary_path = path / TABLE_FILE, path / SUMMARY_FILE
+    inner = sorted(str(p.parent) for p in path.glob(f"*/{SUMMARY_FILE}"))
+    inner += sorted(str(p.parent) for p in path.glob(f"results/*/{SUMMARY_FILE}"))
+    if not summary_path.is_file() and inner:  # a --both-modes rank folder or a sweep folder
+        raise ResultsError(
+            f"{str(path)!r} holds results folders, not results: give "
+            f"{' '.join(inner[:4])}{' ...' if len(inner) > 4 else ''}"
+        )
     if not table_path.is_file() and not summary_path.is_file():
         shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
         raise ResultsError(

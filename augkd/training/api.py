@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,8 @@ def load_teacher(
         model.load_state_dict(state["model"])
     elif state.get("format") == CHECKPOINT_FORMAT:
         raise ValueError(
-            f"{path} is a training checkpoint of an unfinished run; give its run folder once "
-            "the run has finished (model.pt), or resume it"
+            f"{path} is a training checkpoint (checkpoint.pt); give the run folder or its "
+            "model.pt, which a run writes when it finishes (resume an unfinished run first)"
         )
     else:
         if teacher_model is None:
@@ -151,20 +152,26 @@ def train(
         diff = run.read_config().differences(cfg)
         if diff:
             raise ValueError(f"cannot resume {run.path}: its config differs in {', '.join(diff)}")
+        if run.is_finished():
+            summary = json.loads(run.summary.read_text())
+            log(f"{run.path} already finished ({summary['last']['epoch']}/{cfg.epochs} epochs): "
+                "nothing to do")
+            return RunResult(run.path, summary)
     elif run.checkpoint.is_file():
         raise FileExistsError(
             f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
         )
-    dist_info = distributed.current()
-    if dist_info.is_main:
-        run.create(cfg)
-    data = data if data is not None else load_data(cfg)
+    # everything that can fail on bad input happens before the run folder is made
     device = resolve_device(cfg.device)
+    data = data if data is not None else load_data(cfg)
     train_split, test_split = _splits(data, device)
     teacher, teacher_manifest = None, None
     if cfg.role == "student":
         teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model)
         log(f"teacher: {teacher_manifest['architecture']} from {cfg.teacher}")
+    dist_info = distributed.current()
+    if dist_info.is_main:
+        run.create(cfg)
     common = dict(mean=data.mean, std=data.std, num_classes=data.num_classes,
                   in_channels=data.in_channels, teacher=teacher, log=log)
     lam = None

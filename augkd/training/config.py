@@ -114,8 +114,12 @@ class TrainConfig:
 
             create(self.aug)
         from augkd.balance import BALANCERS
+        from augkd.models import MODELS
 
-        BALANCERS.get(self.balancer)  # unknown name -> an error listing the known ones
+        BALANCERS.get(self.balancer)  # unknown names -> an error listing the known ones
+        MODELS.get(self.model)
+        if self.teacher_model is not None:
+            MODELS.get(self.teacher_model)
 
     @property
     def lr_milestones(self) -> list[int]:

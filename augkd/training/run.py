@@ -8,6 +8,7 @@
       checkpoint.pt    full training state of the last finished epoch (atomic, for --resume)
       model.pt         final weights + manifest (what a student run loads as its teacher)
       summary.json     last-epoch and best-epoch figures, written when the run ends
+      agb_search.csv   AGB's lambda search table (student runs with --agb-search)
 """
 
 from __future__ import annotations

@@ -23,21 +23,27 @@ TEACHER=.data/runs/teacher-wrn_40_2-e60
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt" || true
 
+# train ARGS... --out DIR: a run that continues (--resume) when a killed call left it half done
+train() {
+    local dir="${@: -1}"
+    if [ -f "$dir/config.yaml" ]; then set -- "$@" --resume; fi
+    python -m augkd.train "$@"
+}
+
 case "${1:?step: bench | teacher | rank | kd | study}" in
 bench)
-    python -m pytest -q tests/test_augment.py tests/test_autoaugment.py tests/test_balance.py \
-        -k cuda 2>&1 | tee "$OUT/cuda_tests.txt"
+    python -m pytest -q tests -k "cuda or device" 2>&1 | tee "$OUT/cuda_tests.txt"
     python benchmarks/bench_augment.py --device cuda --workers 8 --out "$OUT/augment_h100"
     python benchmarks/bench_train.py --device cuda --out "$OUT/train_h100"
     ;;
 teacher)
-    python -m augkd.train teacher --model wrn_40_2 "${CIFAR[@]}" --epochs 60 --no-progress \
-        --out "$TEACHER" 2>&1 | tail -n 5 | tee "$OUT/teacher.txt"
+    train teacher --model wrn_40_2 "${CIFAR[@]}" --epochs 60 --no-progress \
+        --out "$TEACHER" 2>&1 | tee "$OUT/teacher.txt"
     cp "$TEACHER/metrics.jsonl" "$TEACHER/summary.json" "$OUT/"
     ;;
 rank)
-    /usr/bin/time -v python -m augkd.rank "${CIFAR[@]}" --teacher "$TEACHER" \
-        --student wrn_16_2 --both-modes --no-progress --out .data/runs/rank-cifar10 \
+    { time python -m augkd.rank "${CIFAR[@]}" --teacher "$TEACHER" \
+        --student wrn_16_2 --both-modes --no-progress --out .data/runs/rank-cifar10 ; } \
         2>&1 | tee "$OUT/rank.txt"
     for mode in per-image per-batch; do
         cp .data/runs/rank-cifar10/$mode/results.csv "$OUT/rank_${mode}.csv"
@@ -46,19 +52,20 @@ rank)
     ;;
 kd)
     common=(--model wrn_16_2 "${CIFAR[@]}" --epochs 30 --no-progress)
-    python -m augkd.train teacher "${common[@]}" --out .data/runs/kd-ce 2>&1 | tail -n 2
-    python -m augkd.train student "${common[@]}" --teacher "$TEACHER" --aug cutmix \
-        --balancer manual --out .data/runs/kd-manual 2>&1 | tail -n 2
-    python -m augkd.train student "${common[@]}" --teacher "$TEACHER" --aug cutmix \
-        --balancer agb --agb-search --out .data/runs/kd-agb 2>&1 | tail -n 3
+    # about 115 epochs in all (25 of them the AGB search): rerun the step if a call runs out
+    train teacher "${common[@]}" --out .data/runs/kd-ce 2>&1 | tee "$OUT/kd.txt"
+    train student "${common[@]}" --teacher "$TEACHER" --aug cutmix \
+        --balancer manual --out .data/runs/kd-manual 2>&1 | tee -a "$OUT/kd.txt"
+    train student "${common[@]}" --teacher "$TEACHER" --aug cutmix \
+        --balancer agb --agb-search --out .data/runs/kd-agb 2>&1 | tee -a "$OUT/kd.txt"
     for run in ce manual agb; do cp .data/runs/kd-$run/summary.json "$OUT/kd_$run.json"; done
     cp .data/runs/kd-agb/agb_search.csv "$OUT/"
     ;;
 study)
     python -m augkd.sweep experiments/paper_cifar10.yaml --no-progress \
         --set "dataset.root=$ARCHIVE" "pairs=[{teacher: wrn_40_2, student: wrn_16_2, teacher_run: $TEACHER}]" \
-        grid.epochs=[30] teacher.epochs=60 grid.balancer=[manual] \
-        --out .data/runs/study 2>&1 | tail -n 40
+        'grid.epochs=[30]' teacher.epochs=60 'grid.balancer=[manual]' \
+        --out .data/runs/study 2>&1 | tee "$OUT/study.log"
     cp .data/runs/study/results.csv "$OUT/study_results.csv"
     cp .data/runs/study/summary.csv "$OUT/study_summary.csv"
     ;;

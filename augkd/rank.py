@@ -36,10 +36,10 @@ import torch
 
 from augkd.augment import PAPER_DAS, create
 from augkd.augment.pipeline import Normalize, ViewPipeline
+from augkd.balance import BALANCERS
 from augkd.cli import run_cli
 from augkd.data import Dataset, load_dataset
 from augkd.metrics import correlations, measure_t_stddev
-from augkd.balance import BALANCERS
 from augkd.models import MODELS, create_model
 from augkd.report import build_report, write_results
 from augkd.training import TrainConfig, default_lr, load_teacher, train

@@ -332,8 +332,8 @@ class SweepRunner:
         if job.kind == "tstddev":
             if not path.is_file():
                 return False
-            recorded = json.loads(path.read_text()).get("settings")
-            diff = [k for k, v in self.tstddev_settings(job).items() if (recorded or {}).get(k) != v]
+            recorded = json.loads(path.read_text()).get("settings") or {}
+            diff = [k for k, v in self.tstddev_settings(job).items() if recorded.get(k) != v]
         else:
             run = RunDir(path)
             if not run.is_finished():

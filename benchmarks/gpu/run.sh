@@ -11,6 +11,8 @@
 #   kd       wrn_40_2 -> wrn_16_2, 30 epochs: CE only, manual 0.1/0.9, AGB with searched lambda
 #   study    the CIFAR-10 correlation sweep (experiments/paper_cifar10.yaml, short schedule),
 #            resumable: run it again (with .data/runs carried) until it reports nothing to do
+#   long     the long-epoch ablation (experiments/long_epochs.yaml): identity and cutmix at
+#            15 and 30 epochs, 3 seeds, resumable like study
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -30,7 +32,7 @@ train() {
     python -m augkd.train "$@"
 }
 
-case "${1:?step: bench | teacher | rank | kd | study}" in
+case "${1:?step: bench | teacher | rank | kd | study | long}" in
 bench)
     python -m pytest -q tests -k "cuda or device" 2>&1 | tee "$OUT/cuda_tests.txt"
     python benchmarks/bench_augment.py --device cuda --workers 8 --out "$OUT/augment_h100"
@@ -68,6 +70,14 @@ study)
         --out .data/runs/study 2>&1 | tee "$OUT/study.log"
     cp .data/runs/study/results.csv "$OUT/study_results.csv"
     cp .data/runs/study/summary.csv "$OUT/study_summary.csv"
+    ;;
+long)
+    python -m augkd.sweep experiments/long_epochs.yaml --no-progress \
+        --set "dataset.root=$ARCHIVE" "pairs=[{teacher: wrn_40_2, student: wrn_16_2, teacher_run: $TEACHER}]" \
+        'grid.epochs=[15, 30]' 'grid.aug=[identity, cutmix]' \
+        --out .data/runs/long 2>&1 | tee "$OUT/long.log"
+    cp .data/runs/long/results.csv "$OUT/long_results.csv"
+    cp .data/runs/long/summary.csv "$OUT/long_summary.csv"
     ;;
 *)
     echo "unknown step $1" >&2

@@ -33,6 +33,10 @@ REAL_ARCHIVE = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.xz"
 )
 REAL_ARCHIVE_SHA256 = "f7453856acd3811d8bb9297c414e1d265bfe85aaec7b1460a37e9b44e8077808"
+# The CIFAR-10 class names in label order (sorted, as the archive's README says).
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]
 
 # Created in this (unsorted) order so that label order must come from sorting the names.
 CLASSES = ["zebra", "ant", "moth"]
@@ -570,18 +574,7 @@ def write_cifar10(root: Path) -> tuple[np.ndarray, list[int]]:
         rows.append(batch_rows)
         labels += batch_labels
     _dump(folder / "test_batch", {"data": _cifar_rows(3, 9), "labels": [9, 0, 4]})
-    names = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
+    names = CIFAR10_CLASSES
     _dump(folder / "batches.meta", {"label_names": names, "num_vis": 3072})
     return np.concatenate(rows), labels
 
@@ -698,18 +691,7 @@ def test_real_cifar10_jpeg_archive(tmp_path: Path) -> None:
     ds = load_dataset("imagefolder", REAL_ARCHIVE, cache_dir=cache_dir)
     assert ds.train_images.shape == (50_000, 3, 32, 32)
     assert ds.test_images.shape == (10_000, 3, 32, 32)
-    assert ds.classes == [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
+    assert ds.classes == CIFAR10_CLASSES
     assert torch.bincount(ds.train_labels).tolist() == [5000] * 10
     assert torch.bincount(ds.test_labels).tolist() == [1000] * 10
     assert ds.checksum == REAL_ARCHIVE_SHA256

@@ -100,7 +100,6 @@ class Trainer:
         teacher: nn.Module | None = None,
         run: RunDir | None = None,
         agb_lambda: float | None = None,
-        extra_record: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         if cfg.role == "student" and teacher is None:
@@ -111,7 +110,6 @@ class Trainer:
         self.device = train.images.device
         self.run = run
         self.log = log
-        self.extra_record = dict(extra_record or {})
         on_cuda = self.device.type == "cuda"
         self.memory_format = (
             torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
@@ -302,7 +300,6 @@ class Trainer:
             self.last_eval = self.evaluate()
             record.update(self.last_eval)
             record["epoch_time_s"] = time.perf_counter() - t0
-            record.update(self.extra_record)
             self.epoch = epoch
             if not self.best or record["test_top1"] > self.best["test_top1"]:
                 self.best = {k: record[k] for k in ("epoch", "test_loss", "test_top1", "test_top5")}
@@ -325,7 +322,6 @@ class Trainer:
             "best": self.best,
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "train_seconds_this_session": seconds,
-            **self.extra_record,
         }
         if self.balancer is not None:
             summary["balancer"] = self.cfg.balancer

@@ -458,13 +458,158 @@ def test_unsupported_file_kind_is_named(tmp_path: Path) -> None:
         load_dataset("imagefolder", odd, cache=False)
 
 
-@pytest.mark.parametrize("kind", ["data.tar", "data.tar.gz", "data.tar.xz", "data.zip"])
-def test_truncated_archive_is_named(tmp_path: Path, kind: str) -> None:
-    archive, _ = _make_source(tmp_path, kind)
+# Truncated and corrupt archives: a cut anywhere, or a damaged member, is refused naming the
+# file, never read as a smaller valid archive. The cuts cover the whole file (and, for a plain
+# .tar, every header, data and padding boundary), so no outcome depends on where data lands.
+
+CUT_KINDS = ["data.tar", "data.tar.gz", "data.tgz", "data.tar.xz", "data.tar.bz2", "data.zip"]
+CUT_PER_SPLIT = {"train": 6, "test": 3}  # 27 tiny PNGs under {train,test}/<class>/
+CUT_IMAGES = sum(CUT_PER_SPLIT.values()) * len(CLASSES)
+
+
+def _compress(raw: bytes, suffix: str) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+
+    if suffix in (".gz", ".tgz"):
+        return gzip.compress(raw, mtime=0)
+    return {".xz": lzma.compress, ".bz2": bz2.compress, ".tar": bytes}[suffix](raw)
+
+
+def _cut_archive(tmp_path: Path, kind: str) -> Path:
+    """A small archive ``tmp_path/kind`` of :data:`CUT_IMAGES` images (any of :data:`CUT_KINDS`)."""
+    tree = tmp_path / "tree"
+    build_tree(tree, CUT_PER_SPLIT)
+    if kind.endswith(".zip"):
+        return pack(tree, tmp_path / kind)
+    tar = pack(tree, tmp_path / "plain.tar")
+    archive = tmp_path / kind
+    archive.write_bytes(_compress(tar.read_bytes(), archive.suffix))
+    return archive
+
+
+def _tar_layout(raw: bytes) -> tuple[list[int], int]:
+    """The header, data and padding boundaries of the tar ``raw``, and where its end marker is."""
+    boundaries, marker = [], 0
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+        for member in tf.getmembers():
+            padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            marker = member.offset_data + padded
+            boundaries += [member.offset, member.offset_data, member.offset_data + member.size]
+    assert raw[marker : marker + 2 * tarfile.BLOCKSIZE] == bytes(2 * tarfile.BLOCKSIZE)
+    return boundaries + [marker, marker + tarfile.BLOCKSIZE], marker
+
+
+def _assert_refused(archive: Path, end_to_end: bool = False) -> None:
+    """Reading ``archive`` (its tree, or with ``end_to_end`` the dataset) names it as damaged."""
+    from augkd.data.archive import read_tree
+
+    with pytest.raises(ValueError) as info:
+        if end_to_end:
+            load_dataset("imagefolder", archive, cache=False)
+        else:
+            read_tree(archive)
+    message = str(info.value)
+    assert f"cannot read archive {archive}: truncated or corrupt" in message, message
+
+
+def _cut_positions(data: bytes, stride: int) -> list[int]:
+    """Cuts over the whole file: every ``stride``-th byte, plus the first and last 40 bytes."""
+    size = len(data)
+    return sorted(set(range(0, size, stride)) | set(range(40)) | set(range(size - 40, size)))
+
+
+@pytest.mark.parametrize("kind", CUT_KINDS)
+def test_intact_archive_loads_every_image(tmp_path: Path, kind: str) -> None:
+    archive = _cut_archive(tmp_path, kind)
+    ds = load_dataset("imagefolder", archive, cache=False)
+    assert len(ds.train_images) + len(ds.test_images) == CUT_IMAGES
+    assert ds.classes == sorted(CLASSES)
+
+
+@pytest.mark.parametrize("kind", CUT_KINDS)
+def test_truncated_archive_is_named_at_every_cut(tmp_path: Path, kind: str) -> None:
+    archive = _cut_archive(tmp_path, kind)
     data = archive.read_bytes()
-    archive.write_bytes(data[: len(data) * 3 // 5 + 7])
-    with pytest.raises(ValueError, match=rf"{kind}.*truncated or corrupt"):
-        load_dataset("imagefolder", archive, cache=False)
+    if kind.endswith(".tar"):
+        boundaries, marker = _tar_layout(data)
+        end = marker + 2 * tarfile.BLOCKSIZE  # what follows is record padding, not archive
+        near = {b + d for b in boundaries for d in (-1, 0, 1)}
+        cuts = sorted({c for c in set(_cut_positions(data[:end], 97)) | near if 0 <= c < end})
+    else:
+        cuts = _cut_positions(data, 7)
+    assert len(cuts) > 100
+    cut = tmp_path / ("cut-" + kind)
+    for position in cuts:
+        cut.write_bytes(data[:position])
+        _assert_refused(cut)
+    cut.write_bytes(data[: len(data) * 3 // 5])
+    _assert_refused(cut, end_to_end=True)
+
+
+def test_tar_cut_in_its_trailing_record_padding_still_loads(tmp_path: Path) -> None:
+    from augkd.data.archive import read_tree
+
+    archive = _cut_archive(tmp_path, "data.tar")
+    data = archive.read_bytes()
+    _, marker = _tar_layout(data)
+    end = marker + 2 * tarfile.BLOCKSIZE
+    assert len(data) > end  # tarfile pads to a 10240-byte record
+    for position in (end, end + 1, len(data) - 1):
+        archive.write_bytes(data[:position])  # the whole archive and its end marker are there
+        assert len(read_tree(archive).files) == CUT_IMAGES
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz", ".tar.xz", ".tar.bz2"])
+def test_tar_archive_without_end_marker_is_refused(tmp_path: Path, suffix: str) -> None:
+    # Complete compressed streams around a tar that is not whole: the tar itself is checked.
+    tar = _cut_archive(tmp_path, "data.tar").read_bytes()
+    boundaries, marker = _tar_layout(tar)
+    header = bytearray(tar[:512])  # a header block after the last member, zeros replaced
+    damaged = {
+        "no-marker": tar[:marker],
+        "one-zero-block": tar[:marker + tarfile.BLOCKSIZE],
+        "garbage-marker": tar[:marker] + bytes(header[:100]) + bytes(924),
+        "short-member": tar[: boundaries[-3] - 1],  # the last member's data, one byte short
+    }
+    for label, raw in damaged.items():
+        archive = tmp_path / f"{label}{suffix}"
+        archive.write_bytes(_compress(raw, archive.suffix))
+        _assert_refused(archive)
+
+
+def test_archive_compression_is_read_from_its_bytes(tmp_path: Path) -> None:
+    from augkd.data.archive import read_tree
+
+    archive = _cut_archive(tmp_path, "data.tar.xz")
+    misnamed = tmp_path / "data.tgz"  # xz data under a gzip name
+    misnamed.write_bytes(archive.read_bytes())
+    assert len(read_tree(misnamed).files) == CUT_IMAGES
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes(archive.read_bytes()[:-30])
+    _assert_refused(cut)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_zip_with_a_corrupt_member_is_named(tmp_path: Path, compression: int) -> None:
+    tree = tmp_path / "tree"
+    build_tree(tree, CUT_PER_SPLIT)
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w", compression=compression) as zf:
+        for entry in sorted(tree.rglob("*.png")):
+            zf.write(entry, entry.relative_to(tree).as_posix())
+    with zipfile.ZipFile(archive) as zf:
+        members = zf.infolist()
+    data = archive.read_bytes()
+    for info in members[:: max(1, len(members) // 5)]:
+        # Past the local header (30 bytes, name, no extra field): flip bytes of the member's data.
+        start = info.header_offset + 30 + len(info.filename.encode()) + info.compress_size // 2
+        damaged = bytearray(data)
+        damaged[start : start + 4] = bytes(b ^ 0xFF for b in damaged[start : start + 4])
+        archive.write_bytes(bytes(damaged))
+        _assert_refused(archive)
+    _assert_refused(archive, end_to_end=True)
 
 
 def test_garbage_archive_is_named(tmp_path: Path) -> None:
@@ -609,7 +754,8 @@ def test_cifar100_pickle_layout_uses_fine_labels(tmp_path: Path) -> None:
     assert ds.num_classes == 100 and ds.classes[:2] == ["apple", "aquarium_fish"]
     assert ds.train_labels.tolist() == [0, 99, 1, 5] and ds.test_labels.tolist() == [7, 8]
     assert torch.equal(ds.train_images.reshape(4, -1), torch.from_numpy(train_rows))
-    assert ds.mean == pytest.approx(channel_stats(ds.train_images)[0])
+    # the published CIFAR-100 constants, not the statistics of these 4 images
+    assert (ds.mean, ds.std) == ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
 
 
 def test_cifar_checksum_follows_the_data(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Read a folder tree from a directory or an archive (.tar, .tar.gz, .tgz, .tar.xz, .zip).
+"""Read a folder tree from a directory or an archive (.tar, .tar.gz/.tgz, .tar.xz, .tar.bz2, .zip).
 
 The result is a :class:`FileTree`: every regular file by its relative POSIX path, with its bytes
 (archives) or its path on disk (directories), and every folder, so empty folders stay visible.
@@ -7,8 +7,10 @@ Hidden entries (a component starting with ``.``, or ``__MACOSX``) are left out.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
+import io
 import lzma
 import os
 import tarfile
@@ -93,37 +95,97 @@ def _read_directory(root: Path) -> FileTree:
     return tree
 
 
+# Magic bytes of the compressions a tar may come in, and how to undo each on whole bytes. Each
+# decompress() raises (EOFError, LZMAError, ValueError, OSError...) when the end-of-stream marker
+# is missing or a checksum fails, instead of returning the part before the cut.
+_TAR_COMPRESSIONS = (
+    (b"\x1f\x8b", "gzip", gzip.decompress),
+    (b"\xfd7zXZ\x00", "xz", lzma.decompress),
+    (b"BZh", "bzip2", bz2.decompress),
+)
+_BLOCK = tarfile.BLOCKSIZE  # 512: a tar is headers and data padded to 512-byte blocks
+_END_OF_ARCHIVE = bytes(2 * _BLOCK)  # two zero blocks end every tar
+
+
+def _tar_bytes(path: Path) -> bytes:
+    """The uncompressed tar in ``path``, its compression detected from its first bytes."""
+    data = path.read_bytes()
+    for magic, kind, decompress in _TAR_COMPRESSIONS:
+        if data.startswith(magic):
+            try:
+                return decompress(data)
+            # gzip: EOFError, BadGzipFile (an OSError), zlib.error; xz: LZMAError;
+            # bzip2: ValueError (cut) or OSError (damaged).
+            except (EOFError, OSError, ValueError, lzma.LZMAError, zlib.error) as exc:
+                raise EOFError(f"{kind} data: {exc}") from exc
+    return data  # no known compression: a plain tar, or garbage that tarfile refuses
+
+
 def _read_tar(path: Path) -> FileTree:
     tree = FileTree(path)
-    # Stream mode reads the (possibly compressed) archive once, front to back.
-    with tarfile.open(path, mode="r|*") as archive:
+    raw = _tar_bytes(path)
+    view = memoryview(raw)
+    size = len(raw)
+    # Random access over bytes in memory: each member's data is a slice of ``raw``, so the
+    # offsets below can be checked against the real length (stream mode cannot tell a tar cut
+    # at a block boundary from a shorter tar).
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
         for member in archive:
+            if member.isreg() and not member.issparse():
+                end = member.offset_data + member.size
+                if end > size:
+                    raise tarfile.ReadError(
+                        f"member {member.name} ends early ({max(0, size - member.offset_data)} of "
+                        f"{member.size} bytes)"
+                    )
             name = _clean(member.name)
             if name is None:
                 continue
             if member.isdir():
                 tree.dirs.add(name)
             elif member.isfile():
-                handle = archive.extractfile(member)
-                assert handle is not None  # a regular file always has a data stream
-                data = handle.read()
-                if len(data) != member.size:
-                    raise EOFError(f"member {member.name} ends early")
+                if member.issparse():
+                    handle = archive.extractfile(member)
+                    assert handle is not None  # a regular file always has a data stream
+                    data = handle.read()
+                    if len(data) != member.size:
+                        raise tarfile.ReadError(f"member {member.name} ends early")
+                else:
+                    data = bytes(view[member.offset_data : member.offset_data + member.size])
                 _add_file(tree, name, data)
+        # tarfile stops quietly at a missing, short or damaged header after the first one; only
+        # the end-of-archive marker right after the last member's padded data shows the end.
+        end = archive.offset
+    if view[end : end + len(_END_OF_ARCHIVE)] != _END_OF_ARCHIVE:
+        raise tarfile.ReadError(
+            f"no end-of-archive marker (two zero blocks) at byte {end} of {size}: the data "
+            f"ends or is damaged after {len(tree.files)} files"
+        )
     return tree
 
 
 def _read_zip(path: Path) -> FileTree:
     tree = FileTree(path)
-    with zipfile.ZipFile(path) as archive:
+    # A cut zip has lost its central directory (at the end): ZipFile raises BadZipFile. Reading
+    # a member checks its CRC-32 and length (BadZipFile) and decompresses it (zlib.error,
+    # LZMAError, EOFError; bz2's OSError or ValueError, turned into BadZipFile here).
+    try:
+        archive = zipfile.ZipFile(path)
+    except ValueError as exc:  # e.g. a name flagged UTF-8 that is not
+        raise zipfile.BadZipFile(f"central directory: {exc}") from exc
+    with archive:
         for info in archive.infolist():
             name = _clean(info.filename)
             if name is None:
                 continue
             if info.is_dir():
                 tree.dirs.add(name)
-            else:
-                _add_file(tree, name, archive.read(info))
+                continue
+            try:
+                data = archive.read(info)
+            except (OSError, ValueError) as exc:
+                raise zipfile.BadZipFile(f"member {info.filename}: {exc}") from exc
+            _add_file(tree, name, data)
     return tree
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from augkd.data.dataset import DATASETS, Dataset, make_dataset
+from augkd.data.dataset import DATASETS, PUBLISHED_STATS, Dataset, make_dataset
 
 _SIDE = 32
 
@@ -134,6 +134,7 @@ def _load_release(release: _CifarRelease, root: Path | None, download: bool) -> 
         test_labels,
         classes=classes,
         source=str(folder),
+        stats=PUBLISHED_STATS[release.name],
     )
 
 

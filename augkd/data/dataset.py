@@ -44,6 +44,9 @@ class Dataset:
         checksum: a stable identity of the data: the sha256 of the source archive, or of the
             decoded arrays for sources that are not one archive file.
         source: where it came from: a path, or ``"sklearn"``.
+        options: the load-time transforms applied (``resize``, ``train_subset``,
+            ``subset_seed``); they are part of ``checksum``, so a teacher trained on 16 px
+            images never silently pairs with a 32 px student.
     """
 
     name: str
@@ -56,6 +59,7 @@ class Dataset:
     std: tuple[float, ...]
     checksum: str
     source: str
+    options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -112,10 +116,11 @@ class Dataset:
     def summary(self) -> str:
         """A one-line description for command-line tools and logs."""
         c, (h, w) = self.in_channels, self.image_size
+        extra = "".join(f", {k}={v}" for k, v in self.options.items())
         return (
             f"{self.name}: {len(self.train_labels):,} train / {len(self.test_labels):,} test, "
             f"{self.num_classes} classes, {c}x{h}x{w} uint8, from {self.source} "
-            f"(checksum {self.checksum[:12]})"
+            f"(checksum {self.checksum[:12]}{extra})"
         )
 
 
@@ -163,8 +168,10 @@ def make_dataset(
     classes: list[str],
     source: str,
     checksum: str | None = None,
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
 ) -> Dataset:
-    """Build a :class:`Dataset`, computing mean/std from the training split.
+    """Build a :class:`Dataset`, with the normalization ``stats`` given as ``(mean, std)``
+    (published constants) or computed from the training split when ``stats`` is None.
 
     Without ``checksum``, the checksum is :func:`tensors_checksum` of the four tensors.
     Labels must lie in ``[0, len(classes))``.
@@ -177,7 +184,7 @@ def make_dataset(
             )
     if checksum is None:
         checksum = tensors_checksum(classes, train_images, train_labels, test_images, test_labels)
-    mean, std = channel_stats(train_images)
+    mean, std = channel_stats(train_images) if stats is None else stats
     return Dataset(
         name=name,
         train_images=train_images,
@@ -207,6 +214,98 @@ def accepted_options(name: str) -> list[str]:
     ]
 
 
+#: Options :func:`load_dataset` applies to every dataset after its loader ran.
+TRANSFORM_OPTIONS = ("resize", "train_subset", "subset_seed")
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"dataset option {name} must be a positive integer, got {value!r}")
+    return value
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Antialiased bilinear resize of uint8 ``[N, C, H, W]`` to ``[N, C, size, size]`` (uint8).
+
+    Done once at load time, in chunks, so the whole set never sits in memory as float.
+    """
+    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, images.shape[0], _STATS_CHUNK):
+        chunk = images[start : start + _STATS_CHUNK].float()
+        chunk = torch.nn.functional.interpolate(
+            chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        out[start : start + _STATS_CHUNK] = chunk.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def stratified_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Indices (int64, sorted) of a seeded class-stratified subset of ``n`` of ``labels``.
+
+    Each class gets ``n`` times its share of the set, rounded down, and the images left over
+    go one each to the classes with the largest remainders (ties: lower class index), so the
+    class proportions of the subset are those of the whole set up to one image per class.
+    """
+    total = labels.shape[0]
+    if n > total:
+        raise ValueError(f"train_subset={n} is larger than the training split ({total:,} images)")
+    classes, counts = torch.unique(labels, return_counts=True)
+    exact = counts.double() * n / total
+    take = exact.floor().long()
+    remainder = exact - take
+    order = sorted(range(len(classes)), key=lambda k: (-float(remainder[k]), k))
+    for k in order[: n - int(take.sum())]:
+        take[k] += 1
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for cls, k in zip(classes.tolist(), take.tolist(), strict=True):
+        members = torch.nonzero(labels == cls).flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.cat(chosen).sort().values
+
+
+def apply_transforms(
+    data: Dataset, resize: int | None = None, train_subset: int | None = None, subset_seed: int = 0
+) -> Dataset:
+    """``data`` with its images resized to ``resize`` px and its training split cut to a
+    class-stratified ``train_subset`` (both optional), mean/std recomputed from the new
+    training split unless they are published constants, and a checksum that records both."""
+    options: dict = {}
+    train_images, train_labels = data.train_images, data.train_labels
+    test_images = data.test_images
+    if train_subset is not None:
+        _positive_int("train_subset", train_subset)
+        if isinstance(subset_seed, bool) or not isinstance(subset_seed, int) or subset_seed < 0:
+            raise ValueError(f"dataset option subset_seed must be an integer >= 0, "
+                             f"got {subset_seed!r}")
+        keep = stratified_subset(train_labels, train_subset, subset_seed)
+        train_images, train_labels = train_images[keep], train_labels[keep]
+        options.update(train_subset=train_subset, subset_seed=subset_seed)
+    if resize is not None:
+        _positive_int("resize", resize)
+        if (resize, resize) != data.image_size:
+            train_images = resize_images(train_images, resize)
+            test_images = resize_images(test_images, resize)
+        options["resize"] = resize
+    if not options:
+        return data
+    published = data.name in PUBLISHED_STATS
+    mean, std = (data.mean, data.std) if published else channel_stats(train_images)
+    key = hashlib.sha256(f"{data.checksum}|{sorted(options.items())}".encode()).hexdigest()
+    return dataclasses.replace(
+        data, train_images=train_images, train_labels=train_labels, test_images=test_images,
+        mean=mean, std=std, checksum=key, options={**data.options, **options},
+    )
+
+
+#: Published normalization constants ([0, 1] scale), used instead of the training split's
+#: statistics for these datasets (protocol.md section 1 and the CIFAR-10 recipe).
+PUBLISHED_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+}
+
+
 def load_dataset(name: str, root: str | Path | None = None, **options: object) -> Dataset:
     """Load the dataset registered as ``name``.
 
@@ -216,7 +315,9 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
         root: where the data lives (a folder, or an archive for ``imagefolder``); ``digits``
             is embedded in scikit-learn and takes none.
         **options: dataset-specific keyword options, e.g. ``download=True`` for CIFAR or
-            ``cache_dir=...`` for ``imagefolder``; see :func:`accepted_options`.
+            ``cache_dir=...`` for ``imagefolder`` (see :func:`accepted_options`), and for
+            every dataset ``resize=PX`` (antialiased, once at load), ``train_subset=N`` (a
+            seeded class-stratified subset of the training split) and ``subset_seed=S``.
 
     Returns:
         The :class:`Dataset`, on the CPU.
@@ -227,12 +328,16 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
         FileNotFoundError: ``root`` (or a file inside it) does not exist.
     """
     loader = DATASETS.get(name)
-    accepted = accepted_options(name)
+    accepted = accepted_options(name) + list(TRANSFORM_OPTIONS)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
             f"unknown option(s) {', '.join(map(repr, unknown))} for dataset {name!r}; "
-            f"accepted: {', '.join(accepted) if accepted else 'none'}"
+            f"accepted: {', '.join(accepted)}"
         )
+    transforms = {k: options.pop(k) for k in TRANSFORM_OPTIONS if k in options}
+    for key in ("resize", "train_subset"):  # bad values fail before any data is read
+        if transforms.get(key) is not None:
+            _positive_int(key, transforms[key])
     root_path = None if root is None else Path(root).expanduser()
-    return loader(root_path, **options)
+    return apply_transforms(loader(root_path, **options), **transforms)

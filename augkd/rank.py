@@ -42,8 +42,10 @@ from augkd.data import Dataset, load_dataset
 from augkd.metrics import correlations, measure_t_stddev
 from augkd.models import MODELS, create_model
 from augkd.report import build_report, write_results
-from augkd.training import TrainConfig, default_lr, load_teacher, train
-from augkd.training.run import RunDir, safe_name
+from augkd.data.archive import file_sha256
+from augkd.training import TrainConfig, default_lr, load_student, load_teacher, train
+from augkd.training.api import resolve_teacher_file
+from augkd.training.run import RunDir, exclusive, safe_name
 from augkd.training.trainer import resolve_device
 
 MODES = ("per-image", "per-batch")
@@ -64,13 +66,20 @@ class RankConfig:
     batch_size: int = 64
     group_size: int = 10
     seeds: int = 1
-    student: str = "resnet8"  # frozen for cutmixpick-s's scores; trained with --validate
+    student: str = "resnet8"  # the pair's student: trained with --validate, and (frozen,
+    # after a short KD run) cutmixpick-s's scorer unless --student-run gives one
+    student_run: str | None = None  # a finished KD student run of this teacher: the scorer
+    scorer_epochs: int = 10  # the short crop+flip KD run that trains a scorer when needed
     validate: bool = False
     student_epochs: int = 30
     balancer: str = "manual"
+    agb_lambda: float | None = None  # AGB with a fixed lambda (no search) in --validate
     device: str = "auto"
     out: str | None = None
     download: bool = False  # cifar10/cifar100 only, and only when asked
+    resize: int | None = None  # dataset option: images resized once at load (antialiased)
+    train_subset: int | None = None  # dataset option: a class-stratified training subset
+    subset_seed: int = 0
     bf16: bool = False  # T. stddev's teacher forwards in bf16 autocast on CUDA
     report_dir: str = "reports"  # where --validate writes its HTML/Markdown report
     cache_dir: str | None = None
@@ -84,11 +93,23 @@ class RankConfig:
             create(aug)  # fails early, naming an unknown DA or parameter
         MODELS.get(self.student)  # unknown names -> the registry's error listing known ones
         BALANCERS.get(self.balancer)
+        if self.agb_lambda is not None and not 0 <= self.agb_lambda <= 1:
+            raise ValueError(f"--agb-lambda must be in [0, 1], got {self.agb_lambda}")
         for name in ("epochs", "batch_size", "group_size", "seeds", "teacher_epochs",
-                     "student_epochs"):
+                     "student_epochs", "scorer_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, "
                                  f"got {getattr(self, name)}")
+
+
+def dataset_options(cfg: RankConfig) -> dict[str, Any]:
+    """The dataset options of ``cfg`` as ``load_dataset`` and ``TrainConfig`` take them."""
+    options: dict[str, Any] = {"download": True} if cfg.download else {}
+    if cfg.resize is not None:
+        options["resize"] = cfg.resize
+    if cfg.train_subset is not None:
+        options.update(train_subset=cfg.train_subset, subset_seed=cfg.subset_seed)
+    return options
 
 
 def cache_root(cfg: RankConfig) -> Path:
@@ -112,10 +133,12 @@ def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=pri
         log(f"training a {cfg.teacher} teacher on {data.name} for {cfg.teacher_epochs} epochs "
             f"(cached in {run_dir})")
         tcfg = TrainConfig(role="teacher", model=cfg.teacher, dataset=cfg.dataset, root=cfg.root,
-                           dataset_options={"download": True} if cfg.download else {},
+                           dataset_options=dataset_options(cfg),
                            epochs=cfg.teacher_epochs, lr=default_lr(cfg.teacher),
                            device=cfg.device, progress=cfg.progress)
-        train(tcfg, run_dir, resume=run.config.is_file(), data=data, log=log)
+        with exclusive(run_dir.with_suffix(".lock"), log, f"teacher {run_dir.name}"):
+            if not run.is_finished():  # another process may have trained it meanwhile
+                train(tcfg, run_dir, resume=run.config.is_file(), data=data, log=log)
     else:
         log(f"using the cached {cfg.teacher} teacher in {run_dir}")
     return load_teacher(run_dir, data, device), run_dir
@@ -136,28 +159,77 @@ def measure_aug(
     pipeline = ViewPipeline(create("crop+flip"), extra, normalize)
     generator = torch.Generator(device=images.device).manual_seed(seed)
     on_cuda = images.device.type == "cuda"
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda and bf16):
+    # fp32 unless bf16 is asked for on CUDA, whatever autocast the caller runs under
+    precision = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and bf16
+                 else torch.autocast(images.device.type, enabled=False))
+    with precision:
         return measure_t_stddev(
             teacher, images, pipeline, epochs=epochs, batch_size=batch_size,
             group_size=group_size, generator=generator, student=student, progress=progress,
         )
 
 
-def frozen_student(model: str, data: Dataset, device, seed: int):
-    """The untrained, frozen student whose entropy ranks cutmixpick-s's pool in T. stddev."""
-    torch.manual_seed(seed)
-    student = create_model(model, data.num_classes, data.in_channels).to(device).eval()
-    return student.requires_grad_(False)
+def needs_student_scorer(augs) -> bool:
+    """Whether any DA spec ranks a CutMix pool with the student (score student or kl)."""
+    return any(getattr(create(a), "score", None) in ("student", "kl") for a in augs)
 
 
-def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Path, log=print):
-    """T. stddev of every DA and seed in one mode: a DataFrame with one row per (aug, seed)."""
+def scorer_run_dir(root: Path, data: Dataset, teacher_dir: Path, student: str,
+                   epochs: int) -> Path:
+    """Where the short KD student that scores cutmixpick-s is cached: keyed by the data, the
+    teacher's weights (sha256 of its model file), the architecture and the epochs."""
+    teacher_key = file_sha256(resolve_teacher_file(teacher_dir))[:12]
+    return (root / "students" /
+            f"{data.name}-{data.checksum[:12]}-t{teacher_key}-{student}-crop+flip-e{epochs}-s0")
+
+
+def obtain_scoring_student(cfg: RankConfig, data: Dataset, teacher_dir: Path, device,
+                           log=print):
+    """The frozen, trained KD student that ranks cutmixpick-s's pool (protocol section 1).
+
+    ``--student-run`` gives it; otherwise a short crop+flip KD run of the pair's student
+    (``--scorer-epochs``, the manual 0.1/0.9 balancer) is trained once and cached like the
+    teacher.
+    """
+    if cfg.student_run is not None:
+        model, manifest = load_student(cfg.student_run, data, device, teacher=teacher_dir)
+        log(f"cutmixpick-s scorer: student {manifest['architecture']} from {cfg.student_run} "
+            f"(test top-1 {manifest['test_top1']:.2f}%)")
+        return model
+    run = RunDir(scorer_run_dir(cache_root(cfg), data, teacher_dir, cfg.student,
+                                cfg.scorer_epochs))
+    if not run.is_finished():
+        log(f"cutmixpick-s needs a trained student: distilling a {cfg.student} for "
+            f"{cfg.scorer_epochs} epochs with crop+flip (cached in {run.path})")
+        scfg = TrainConfig(
+            role="student", model=cfg.student, dataset=cfg.dataset, root=cfg.root,
+            dataset_options=dataset_options(cfg), teacher=str(teacher_dir),
+            teacher_model=cfg.teacher_model, aug="crop+flip", epochs=cfg.scorer_epochs,
+            lr=default_lr(cfg.student), balancer="manual", device=cfg.device,
+            progress=cfg.progress,
+        )
+        with exclusive(run.path.with_suffix(".lock"), log, f"scorer student {run.path.name}"):
+            if not run.is_finished():
+                train(scfg, run.path, resume=run.config.is_file(), data=data,
+                      log=lambda s: None)
+    else:
+        log(f"cutmixpick-s scorer: the cached {cfg.student} KD student in {run.path}")
+    model, manifest = load_student(run.path, data, device, teacher=teacher_dir)
+    log(f"cutmixpick-s scorer: test top-1 {manifest['test_top1']:.2f}%")
+    return model
+
+
+def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Path, log=print,
+            student_scorer=None):
+    """T. stddev of every DA and seed in one mode: a DataFrame with one row per (aug, seed).
+
+    ``student_scorer`` is the frozen trained student for DAs scored by the student."""
     images = data.train_images.to(device)
     normalize = Normalize(data.mean, data.std)
     rows = []
     (out / "tstddev").mkdir(parents=True, exist_ok=True)
+    student = student_scorer
     for seed in range(cfg.seeds):
-        student = frozen_student(cfg.student, data, device, seed)
         for aug in cfg.augs:
             result = measure_aug(
                 teacher, images, normalize, aug, mode, seed, student=student,
@@ -177,12 +249,15 @@ def validate(cfg: RankConfig, data: Dataset, teacher_dir: Path, mode: str, out: 
     rows = []
     for seed in range(cfg.seeds):
         for aug in cfg.augs:
+            agb = ({"agb_search": False, "agb_lambda": cfg.agb_lambda}
+                   if cfg.agb_lambda is not None else {})
             scfg = TrainConfig(
                 role="student", model=cfg.student, dataset=cfg.dataset, root=cfg.root,
+                dataset_options=dataset_options(cfg),
                 teacher=str(teacher_dir), teacher_model=cfg.teacher_model, aug=aug,
                 per_batch=(mode == "per-batch"), epochs=cfg.student_epochs,
                 lr=default_lr(cfg.student), balancer=cfg.balancer, seed=seed,
-                device=cfg.device, progress=cfg.progress,
+                device=cfg.device, progress=cfg.progress, **agb,
             )
             run = RunDir(out / "students" / f"{safe_name(aug)}-s{seed}")
             if run.is_finished():
@@ -191,8 +266,11 @@ def validate(cfg: RankConfig, data: Dataset, teacher_dir: Path, mode: str, out: 
                 summary = train(scfg, run.path, resume=run.config.is_file(), data=data,
                                 log=lambda s: None).summary
             last = summary["last"]
-            rows.append({"aug": aug, "seed": seed, "s_test_loss": last["test_loss"],
-                         "s_test_acc": last["test_top1"]})
+            row = {"aug": aug, "seed": seed, "s_test_loss": last["test_loss"],
+                   "s_test_acc": last["test_top1"]}
+            if "agb_lambda" in summary:
+                row["agb_lambda"] = summary["agb_lambda"]
+            rows.append(row)
             log(f"  student {cfg.student} {aug:14s} seed {seed}: test loss "
                 f"{last['test_loss']:.4f}, top-1 {last['test_top1']:.2f}%")
     return pd.DataFrame(rows)
@@ -206,11 +284,15 @@ def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
     stds = grouped[value_cols].std(ddof=1).fillna(0.0).add_suffix("_std")
     table = table.join(stds)
     table["n_seeds"] = grouped.size()
+    if "agb_lambda" in per_seed:  # the lambda AGB's search chose, per seed
+        table["agb_lambda"] = grouped["agb_lambda"].agg(
+            lambda v: "/".join(f"{x:g}" for x in v))
     order = ["t_stddev", "t_stddev_std"]
     for c in ("s_test_loss", "s_test_acc"):
         if c in table:
             order += [c, c + "_std"]
-    table = table[order + ["n_seeds"]].sort_values("t_stddev").reset_index()
+    extra = ["agb_lambda"] if "agb_lambda" in table else []
+    table = table[order + ["n_seeds"] + extra].sort_values("t_stddev").reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
 
@@ -219,11 +301,14 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
     """Run the ranking; returns the results folder of each mode."""
     start = time.perf_counter()
     device = resolve_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.root, **({"download": True} if cfg.download else {}))
+    data = load_dataset(cfg.dataset, cfg.root, **dataset_options(cfg))
     log(f"dataset: {data.summary()}")
     (teacher, manifest), teacher_dir = obtain_teacher(cfg, data, device, log)
     log(f"teacher: {manifest['architecture']} ({teacher_dir})"
         + (f", test top-1 {manifest['test_top1']:.2f}%" if manifest.get("test_top1") else ""))
+    scorer = None
+    if needs_student_scorer(cfg.augs):
+        scorer = obtain_scoring_student(cfg, data, teacher_dir, device, log)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"rank-{data.name}-{manifest['architecture']}-{stamp}"
     base = Path(cfg.out) if cfg.out else Path("runs") / name
@@ -234,14 +319,18 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
         t0 = time.perf_counter()
         log(f"measuring T. stddev of {len(cfg.augs)} DAs ({mode}, {cfg.epochs} epochs, "
             f"batch {cfg.batch_size}, {cfg.seeds} seed(s)) on {device}")
-        per_seed = measure(cfg, data, teacher, device, mode, out, log)
+        per_seed = measure(cfg, data, teacher, device, mode, out, log, scorer)
         measure_seconds = time.perf_counter() - t0
         summary: dict[str, Any] = {
             "protocol": {
                 "dataset": data.name, "dataset_source": data.source,
                 "teacher": manifest["architecture"], "teacher_source": str(teacher_dir),
                 "teacher_test_top1": manifest.get("test_top1"),
+                "dataset_options": dataset_options(cfg),
                 "student": cfg.student if cfg.validate else None,
+                "cutmixpick_s_scorer": (
+                    (cfg.student_run or f"{cfg.student} crop+flip KD, {cfg.scorer_epochs} epochs")
+                    if scorer is not None else None),
                 "student_epochs": cfg.student_epochs if cfg.validate else None,
                 "balancer": cfg.balancer if cfg.validate else None,
                 "mode": mode, "tstddev_epochs": cfg.epochs, "batch_size": cfg.batch_size,
@@ -307,7 +396,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--group-size", type=int, default=d.group_size)
     p.add_argument("--seeds", type=int, default=d.seeds, help="repeat with seeds 0..N-1")
-    p.add_argument("--student", default=d.student)
+    p.add_argument("--student", default=d.student,
+                   help="the pair's student: --validate trains it; a short KD run of it scores "
+                   "cutmixpick-s unless --student-run is given")
+    p.add_argument("--student-run", default=None, metavar="RUN",
+                   help="a finished KD student run of this teacher: cutmixpick-s's scorer")
+    p.add_argument("--scorer-epochs", type=int, default=d.scorer_epochs,
+                   help="epochs of the cached crop+flip KD student that scores cutmixpick-s")
+    p.add_argument("--resize", type=int, default=None, metavar="PX",
+                   help="dataset option: resize the images to PX x PX once at load")
+    p.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="dataset option: a seeded class-stratified subset of N training images")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of --train-subset")
+    p.add_argument("--agb-lambda", type=float, default=None,
+                   help="--validate with --balancer agb: fix lambda, skip AGB's search")
     p.add_argument("--validate", action="store_true", help="also distill one student per DA")
     p.add_argument("--student-epochs", type=int, default=d.student_epochs)
     p.add_argument("--balancer", default=d.balancer, help="balancer of --validate's students")
@@ -334,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
             teacher_model=args.teacher_model, teacher_epochs=args.teacher_epochs,
             augs=tuple(args.augs), modes=modes, epochs=args.epochs, batch_size=args.batch_size,
             group_size=args.group_size, seeds=args.seeds, student=args.student,
+            student_run=args.student_run, scorer_epochs=args.scorer_epochs,
+            resize=args.resize, train_subset=args.train_subset, subset_seed=args.subset_seed,
+            agb_lambda=args.agb_lambda,
             validate=args.validate, student_epochs=args.student_epochs, balancer=args.balancer,
             device=args.device, out=args.out, report_dir=args.report_dir,
             cache_dir=args.cache_dir, download=args.download, bf16=args.bf16,

@@ -38,6 +38,8 @@ import dataclasses
 import fcntl
 import itertools
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,19 +53,19 @@ from augkd.augment.pipeline import Normalize
 from augkd.balance import BALANCERS
 from augkd.cli import run_cli
 from augkd.data import DATASETS, load_dataset
-from augkd.metrics import correlations
+from augkd.metrics import correlations, seed_bootstrap_correlations
 from augkd.models import MODELS
-from augkd.rank import MODES, frozen_student, measure_aug
+from augkd.rank import MODES, measure_aug, needs_student_scorer
 from augkd.report import write_results
-from augkd.training import TrainConfig, default_lr, load_teacher, train
+from augkd.training import TrainConfig, default_lr, load_student, load_teacher, train
 from augkd.training.checkpoint import atomic_write_text
 from augkd.training.config import yaml_error
-from augkd.training.run import RunDir, safe_name
+from augkd.training.run import RunDir, exclusive, safe_name, try_exclusive
 from augkd.training.trainer import resolve_device
 
 TOP_KEYS = ("name", "dataset", "pairs", "teacher", "student", "grid", "tstddev", "out", "device")
 GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode")
-TSTDDEV_KEYS = ("epochs", "batch_size", "group_size", "modes")
+TSTDDEV_KEYS = ("epochs", "batch_size", "group_size", "modes", "cross_mode")
 _STUDENT_FIXED = ("role", "model", "dataset", "root", "teacher", "aug", "epochs", "seed",
                   "balancer", "per_batch")
 
@@ -266,6 +268,21 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     ts.setdefault("batch_size", 64)
     ts.setdefault("group_size", 10)
     ts.setdefault("modes", list(grid["mode"]))
+    ts.setdefault("cross_mode", False)
+    if not isinstance(ts["cross_mode"], bool):
+        raise SpecError(f"tstddev.cross_mode must be true or false, got {ts['cross_mode']!r}")
+    if not isinstance(ts["modes"], list) or not ts["modes"]:
+        raise SpecError(f"tstddev.modes must be a non-empty list of {', '.join(MODES)}, "
+                        f"got {ts['modes']!r}")
+    for key in ("epochs", "batch_size", "group_size"):
+        if isinstance(ts[key], bool) or not isinstance(ts[key], int) or ts[key] < 1:
+            raise SpecError(f"tstddev.{key} must be an integer >= 1, got {ts[key]!r}")
+    if not ts["cross_mode"] and not set(grid["mode"]) & set(ts["modes"]):
+        raise SpecError(
+            f"grid.mode {grid['mode']} and tstddev.modes {ts['modes']} share no mode: students "
+            "pair with T. stddev of their own mode; set tstddev.cross_mode: true to pair "
+            "across modes"
+        )
     for mode in ts["modes"]:
         if mode not in MODES:
             raise SpecError(f"unknown mode {mode!r} in tstddev.modes; known: {', '.join(MODES)}")
@@ -355,20 +372,59 @@ class SweepRunner:
 
     def tstddev_settings(self, job: Job) -> dict[str, Any]:
         """What a T. stddev measurement depends on besides its job key."""
-        return {**{k: self.spec["tstddev"][k] for k in ("epochs", "batch_size", "group_size")},
-                "teacher": str(self.teacher_path(job))}
+        settings = {**{k: self.spec["tstddev"][k] for k in ("epochs", "batch_size",
+                                                             "group_size")},
+                    "teacher": str(self.teacher_path(job))}
+        if needs_student_scorer([job.aug]):
+            settings["scorer"] = str(self.out / self.scorer_job(job).key)
+        return settings
+
+    def scorer_job(self, job: Job) -> Job:
+        """The student run whose frozen weights score cutmixpick-s's pool for ``job``: the
+        pair's crop+flip KD student of the same mode and seed, at the grid's first epochs
+        and balancer (a run of the grid itself when crop+flip is in it)."""
+        grid = self.spec["grid"]
+        return Job("student", job.pair, aug="crop+flip", mode=job.mode, seed=job.seed,
+                   epochs=grid["epochs"][0], balancer=grid["balancer"][0])
+
+    def claim(self, job: Job, wait: bool = True):
+        """The OS lock that makes one process at a time run ``job`` (workers, shards)."""
+        path = self.out / "claims" / (safe_name(job.key) + ".lock")
+        if wait:
+            return exclusive(path, self.log, job.key)
+        return try_exclusive(path)
 
     def run(self, jobs: list[Job]) -> None:
+        """Run every unfinished job of ``jobs``.
+
+        Each job is claimed with an OS lock first, so several processes (``--workers``, or
+        shards that overlap) can run the same list: a job claimed by another process is put
+        off, and after the pass each put-off job is waited for and run only if it is still
+        unfinished. Every job therefore runs exactly once.
+        """
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(yaml.safe_dump(self.spec, sort_keys=False), self.out / "spec.yaml")
         todo = [j for j in jobs if not self.is_done(j)]
         self.log(f"sweep {self.spec['name']}: {len(jobs)} jobs, {len(jobs) - len(todo)} "
                  f"already done, {len(todo)} to run -> {self.out}")
+        put_off = []
         for i, job in enumerate(todo, 1):
-            t0 = time.perf_counter()
-            self.log(f"[{i}/{len(todo)}] {job.key}")
-            getattr(self, f"_run_{job.kind}")(job)
-            self.log(f"[{i}/{len(todo)}] done in {time.perf_counter() - t0:.1f} s")
+            with self.claim(job, wait=False) as claimed:
+                if not claimed:
+                    put_off.append(job)
+                    continue
+                self._run_claimed(job, f"[{i}/{len(todo)}]")
+        for job in put_off:
+            with self.claim(job):
+                self._run_claimed(job, "[put off]")
+
+    def _run_claimed(self, job: Job, tag: str) -> None:
+        if self.is_done(job):  # another process finished it
+            return
+        t0 = time.perf_counter()
+        self.log(f"{tag} {job.key}")
+        getattr(self, f"_run_{job.kind}")(job)
+        self.log(f"{tag} done in {time.perf_counter() - t0:.1f} s")
 
     def teacher_dir(self, model: str) -> Path:
         """The finished teacher run of ``model``, training it first if needed (once)."""
@@ -404,10 +460,23 @@ class SweepRunner:
                                                  self.device)[0]
         return self._teachers[model]
 
+    def _scorer(self, job: Job):
+        """The frozen trained student that scores ``job``'s pool, trained first if needed."""
+        if not needs_student_scorer([job.aug]):
+            return None
+        scorer = self.scorer_job(job)
+        if not self.is_done(scorer):
+            self.log(f"  {job.aug} needs a trained student: running {scorer.key} first")
+            with self.claim(scorer):
+                if not self.is_done(scorer):
+                    self._run_student(scorer)
+        return load_student(self.out / scorer.key, self.data, self.device,
+                            teacher=self.teacher_dir(job.pair.teacher))[0]
+
     def _run_tstddev(self, job: Job) -> None:
         ts = self.spec["tstddev"]
         teacher = self._teacher(job.pair.teacher)
-        student = frozen_student(job.pair.student, self.data, self.device, job.seed)
+        student = self._scorer(job)
         result = measure_aug(
             teacher, self.data.train_images.to(self.device), Normalize(self.data.mean,
                                                                         self.data.std),
@@ -450,10 +519,10 @@ class SweepRunner:
                 "pair": job.pair.name, "teacher": job.pair.teacher, "student": job.pair.student,
                 "aug": job.aug, "mode": job.mode, "epochs": job.epochs, "seed": job.seed,
                 "balancer": job.balancer,
+                "joint_forward": bool(run.read_config().joint_forward),
+                "agb_lambda": summary.get("agb_lambda"),
                 "last_test_loss": summary["last"]["test_loss"],
                 "last_test_acc": summary["last"]["test_top1"],
-                "best_test_loss": summary["best"]["test_loss"],
-                "best_test_acc": summary["best"]["test_top1"],
                 "time_s": seconds,
             }
             for tmode in self.spec["tstddev"]["modes"]:
@@ -465,10 +534,13 @@ class SweepRunner:
             self.log("no finished student runs yet")
             return table
         keys = ["pair", "aug", "mode", "epochs", "balancer"]
-        values = [c for c in table.columns if c.startswith(("last_", "best_", "t_stddev_"))]
+        values = [c for c in table.columns if c.startswith(("last_", "t_stddev_"))]
         grouped = table.groupby(keys, sort=False)
         summary = grouped[values].mean().join(grouped[values].std(ddof=1).add_suffix("_std"))
         summary["n_seeds"] = grouped.size()
+        lambdas = grouped["agb_lambda"].agg(
+            lambda v: "/".join(f"{x:g}" for x in v if pd.notna(x)))
+        summary["agb_lambda"] = lambdas
         summary.reset_index().to_csv(self.out / "summary.csv", index=False)
         self._write_report_folders(table)
         self.log(f"collected {len(table)} student runs -> {self.out / 'results.csv'}")
@@ -479,6 +551,9 @@ class SweepRunner:
             ["pair", "balancer", "mode", "epochs"], sort=False
         ):
             for tmode in self.spec["tstddev"]["modes"]:
+                cross = tmode != mode
+                if cross and not self.spec["tstddev"]["cross_mode"]:
+                    continue  # students pair with T. stddev of their own mode
                 col = f"t_stddev_{tmode}"
                 if part[col].isna().any():
                     continue
@@ -495,6 +570,10 @@ class SweepRunner:
                     "dataset_source": self.spec["dataset"].get("root"),
                     "teacher": teacher, "student": student, "student_epochs": int(epochs),
                     "balancer": balancer, "mode": mode, "tstddev_mode": tmode,
+                    "pairing": (f"cross-mode: students {mode}, T. stddev {tmode}" if cross
+                                else f"same mode ({mode})"),
+                    "agb_lambda": "/".join(f"{x:g}" for x in part["agb_lambda"]
+                                           if pd.notna(x)) or None,
                     "seeds": int(per_aug["n_seeds"].min()),
                     "tstddev_epochs": self.spec["tstddev"]["epochs"],
                     "sweep": self.spec["name"],
@@ -502,7 +581,13 @@ class SweepRunner:
                 if len(per_aug) >= 3:
                     summary.update(correlations(per_aug["t_stddev"].to_numpy(),
                                                 per_aug["s_test_loss"].to_numpy()))
-                name = f"{pair}-{balancer}-{mode}-e{epochs}-t{tmode}"
+                    x = part.pivot(index="aug", columns="seed", values=col)
+                    y = part.pivot(index="aug", columns="seed", values="last_test_loss")
+                    if x.shape[1] >= 2 and not (x.isna().any().any() or y.isna().any().any()):
+                        summary["seed_bootstrap"] = seed_bootstrap_correlations(
+                            x.to_numpy(), y.loc[x.index].to_numpy())
+                name = (f"{pair}-{balancer}-{mode}-e{epochs}"
+                        + (f"-cross-t{tmode}" if cross else ""))
                 write_results(self.out / "results" / name, per_aug, summary)
 
 
@@ -517,7 +602,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m augkd.sweep", description=__doc__.split("\n\n")[0].replace("``", ""),
         epilog="Short schedules: --set grid.epochs=[30] teacher.epochs=60. Split over N machines "
@@ -532,31 +617,100 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1", help="run share I of N (default 0/1: all)")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs and exit")
     parser.add_argument("--teachers-only", action="store_true", help="train the teachers only")
+    parser.add_argument("--students-only", action="store_true",
+                        help="skip the T. stddev jobs (e.g. a training ablation of the students)")
     parser.add_argument("--collect", action="store_true", help="only gather finished results")
     parser.add_argument("--device", help="override the spec's device")
+    parser.add_argument("--per-batch", action="store_true",
+                        help="the paper's mode end to end: students and T. stddev per batch")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="N worker processes sharing the sweep (one GPU or the CPU cores); "
+                        "each job runs once, claimed with a file lock")
+    parser.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return run_cli(lambda: _run(args))
 
 
-def _run(args: argparse.Namespace) -> None:
+def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
     overrides += [f"device={args.device}"] if args.device else []
-    sweep = load_spec(args.spec, overrides)
+    if args.per_batch:
+        overrides += ["grid.mode=[per-batch]", "tstddev.modes=[per-batch]"]
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> None:
+    if isinstance(args.workers, bool) or args.workers < 1:
+        raise SpecError(f"--workers must be an integer >= 1, got {args.workers}")
+    sweep = load_spec(args.spec, _overrides(args))
     index, count = parse_shard(args.shard)
-    runner = SweepRunner(sweep, progress=not args.no_progress)
+    log = print if args.worker_id is None else (lambda m: print(f"[worker {args.worker_id}] {m}",
+                                                                flush=True))
+    runner = SweepRunner(sweep, progress=not args.no_progress, log=log)
     if args.teachers_only:
         jobs = [j for j in sweep.jobs() if j.kind == "teacher"]
     else:
         jobs = sweep.shard(index, count)
+    if args.students_only:
+        jobs = [j for j in jobs if j.kind != "tstddev"]
     if args.dry_run:
         for job in jobs:
             print(("done  " if runner.is_done(job) else "todo  ") + job.key)
         print(f"{len(jobs)} jobs in shard {index}/{count} -> {sweep.out}")
         return
-    if not args.collect:
+    if args.worker_id is not None:  # one of --workers N: run, the parent collects
         runner.run(jobs)
+        return
+    if not args.collect:
+        if args.workers > 1 and not args.teachers_only:
+            # teachers first, with every core, then the workers share the rest
+            runner.run([j for j in sweep.jobs() if j.kind == "teacher"])
+            run_workers(args, args.workers, runner.device, log)
+        else:
+            runner.run(jobs)
     runner.collect()
+
+
+def run_workers(args: argparse.Namespace, n: int, device, log=print) -> None:
+    """Start ``n`` worker processes on this sweep (same spec, overrides and shard) and wait.
+
+    On the CPU each worker gets ``cores // n`` threads (small CIFAR models at batch 64 are
+    overhead-bound: two single-thread processes do about twice the work of one with two
+    threads); on a GPU the workers share the device.
+    """
+    forwarded = [args.spec, "--shard", args.shard, "--no-progress"]
+    for flag in ("set",):
+        if getattr(args, flag):
+            forwarded += ["--set", *getattr(args, flag)]
+    for flag in ("out", "device"):
+        if getattr(args, flag):
+            forwarded += [f"--{flag}", getattr(args, flag)]
+    for flag in ("per_batch", "students_only"):
+        if getattr(args, flag):
+            forwarded.append("--" + flag.replace("_", "-"))
+    env = dict(os.environ)
+    if device.type == "cpu":
+        threads = str(max(1, (os.cpu_count() or 1) // n))
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    log(f"starting {n} workers")
+    procs = [subprocess.Popen([sys.executable, "-m", "augkd.sweep", *forwarded,
+                               "--worker-id", str(i)], env=env) for i in range(n)]
+    try:
+        codes = [proc.wait() for proc in procs]
+    except BaseException:  # Ctrl-C or a kill of the parent: stop the workers too
+        for proc in procs:
+            proc.terminate()
+        raise
+    failed = [i for i, code in enumerate(codes) if code != 0]
+    if failed:
+        raise RuntimeError(f"sweep worker(s) {', '.join(map(str, failed))} failed (exit codes "
+                           f"{', '.join(str(codes[i]) for i in failed)}); rerun the sweep to "
+                           "continue from the finished jobs")
 
 
 if __name__ == "__main__":

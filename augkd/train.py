@@ -7,7 +7,9 @@ Examples::
         --root ../shared/data/cifar10-jpeg.tar.xz --epochs 60
     python -m augkd.train student --teacher runs/teacher-wrn_40_2-... --model wrn_16_2 \\
         --dataset imagefolder --root ../shared/data/cifar10-jpeg.tar.xz --aug cutmix --epochs 240
-    python -m augkd.train student ... --balancer agb --agb-search
+    python -m augkd.train student ... --balancer agb --agb-lambda 0.5   # no lambda search
+    python -m augkd.train teacher --model resnet20 --dataset imagefolder \\
+        --root ../shared/data/cifar10-jpeg.tar.xz --resize 16 --train-subset 5000
     python -m augkd.train --resume runs/student-wrn_16_2-...   # continue a killed run
 
 Every run writes one folder (see :mod:`augkd.training.run`).
@@ -42,8 +44,9 @@ _FIELDS = {
     "aug": (str, "student runs: the DA under study, an augkd.augment spec (e.g. cutmix)"),
     "temperature": (float, "KD temperature (default 4)"),
     "balancer": (str, "agb (default) | manual | uncertainty | gradnorm"),
-    "agb_lambda": (float, "AGB's lambda in [0, 1] (default 0.5)"),
-    "agb_search_epochs": (int, "warm-up epochs per candidate lambda (default 5)"),
+    "agb_lambda": (float, "fix AGB's lambda in [0, 1] and skip its warm-up search"),
+    "agb_search_epochs": (int, "warm-up epochs per candidate lambda (default 5 x epochs/240, "
+                               ">= 1)"),
     "holdout_fraction": (float, "share of the training set held out by the search (0.1)"),
     "w_task": (float, "manual balancer: task weight (default 0.1)"),
     "w_distill": (float, "manual balancer: distill weight (default 0.9)"),
@@ -65,8 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="download cifar10/cifar100 into --root if missing")
     parser.add_argument("--per-batch", action="store_true", default=None,
                         help="draw the extra DA's random parameters once per batch (paper mode)")
-    parser.add_argument("--agb-search", action="store_true", default=None,
-                        help="choose AGB's lambda by the warm-up search")
+    parser.add_argument("--joint-forward", action="store_true", default=None,
+                        help="one forward over [x; x~] instead of the reference's two "
+                        "(pools the views' BatchNorm statistics; not the paper's)")
+    parser.add_argument("--resize", type=int, default=None, metavar="PX",
+                        help="dataset option: resize images to PX x PX once at load")
+    parser.add_argument("--train-subset", type=int, default=None, metavar="N",
+                        help="dataset option: a seeded class-stratified subset of N training "
+                        "images")
+    parser.add_argument("--subset-seed", type=int, default=None, help="seed of --train-subset")
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile")
     parser.add_argument("--no-bf16", action="store_true", help="full fp32 on CUDA")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -86,9 +96,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         value = getattr(args, name)
         if value is not None:
             values[name] = value
-    for flag in ("per_batch", "agb_search", "compile"):
+    for flag in ("per_batch", "joint_forward", "compile"):
         if getattr(args, flag):
             values[flag] = True
+    if args.agb_lambda is not None:  # a fixed lambda: AGB without its search
+        values["agb_search"] = False
+    for option in ("resize", "train_subset", "subset_seed"):
+        if getattr(args, option) is not None:
+            values.setdefault("dataset_options", {})[option] = getattr(args, option)
     if args.no_bf16:
         values["bf16"] = False
     if args.no_progress:
@@ -116,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> None:
     if isinstance(args.resume, str):
         given = [f"--{k.replace('_', '-')}" for k in (*_FIELDS, "config", "per_batch",
-                                                       "agb_search", "out") if getattr(args, k)]
+                                                       "joint_forward", "resize", "train_subset",
+                                                       "subset_seed", "out")
+                 if getattr(args, k) is not None and getattr(args, k) is not False]
         if args.role or given:
             raise ValueError(
                 f"--resume RUN_DIR continues the run with its own config.yaml; drop "

@@ -20,6 +20,7 @@ from augkd.metrics import (
     correlations,
     evaluate,
     group_means,
+    mark_trained,
     measure_t_stddev,
     t_stddev,
     t_stddev_from_group_means,
@@ -302,7 +303,7 @@ def fake_pick(monkeypatch):
 
 
 def test_measure_builds_the_cutmixpick_scorer(images, fake_pick) -> None:
-    teacher, student = TinyNet(), TinyNet()
+    teacher, student = TinyNet(), mark_trained(TinyNet(), 1)
     student.train()
     pipeline = PickPipeline("kl")
     measure_t_stddev(teacher, images[:40], pipeline, epochs=1, batch_size=4, group_size=4,

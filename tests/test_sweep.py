@@ -33,7 +33,7 @@ def test_shipped_specs_validate_and_expand():
     # 2 pairs x 9 DAs x 1 epochs x 3 seeds x 2 balancers x 1 mode students
     assert kinds.count("student") == 2 * 9 * 3 * 2
     assert kinds.count("teacher") == 2
-    assert kinds.count("tstddev") == 2 * 9 * 2 * 3  # both DA modes measured
+    assert kinds.count("tstddev") == 2 * 9 * 1 * 3  # per batch, as the students
     long = load_spec(REPO / "experiments" / "long_epochs.yaml")
     epochs = sorted({j.epochs for j in long.jobs() if j.kind == "student"})
     assert epochs == [240, 480, 960]
@@ -162,3 +162,40 @@ def test_changed_settings_on_a_finished_sweep_are_refused(tmp_path, capsys):
         assert main([str(spec), "--out", out, "--set", change, "--no-progress"]) == 2
         err = capsys.readouterr().err
         assert "other settings" in err and field in err, err
+
+
+@pytest.mark.slow
+def test_two_workers_run_every_job_once_with_the_results_of_one(tmp_path, capfd):
+    """--workers 2: each job claimed by exactly one process; results equal one worker's."""
+    spec = {
+        "name": "workers", "dataset": {"name": "digits", "options": {"train_subset": 300}},
+        "pairs": [{"teacher": "resnet8", "student": "resnet8"}], "teacher": {"epochs": 1},
+        "grid": {"aug": ["identity", "flip", "cutmix"], "epochs": [1], "seed": [0, 1],
+                 "balancer": ["manual"], "mode": ["per-batch"]},
+        "tstddev": {"epochs": 2, "group_size": 4}, "device": "cpu",
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main([str(path), "--out", str(tmp_path / "one"), "--no-progress"]) == 0
+    capfd.readouterr()
+    assert main([str(path), "--out", str(tmp_path / "two"), "--no-progress",
+                 "--workers", "2"]) == 0
+    out = capfd.readouterr().out
+    started = [line.split("] ", 2)[2] for line in out.splitlines()
+               if line.startswith("[worker ") and " done in " not in line
+               and "] [" in line and ("tstddev/" in line or "students/" in line)]
+    keys = [line.split(" ", 1)[1] for line in started]
+    jobs = [j.key for j in load_spec(path, [f"out={tmp_path / 'two'}"]).jobs()
+            if j.kind != "teacher"]
+    assert sorted(keys) == sorted(jobs)  # every job, each exactly once
+    assert {line[len("[worker "):].split("]")[0] for line in out.splitlines()
+            if line.startswith("[worker ")} == {"0", "1"}  # both took part
+    cols = ["aug", "seed", "last_test_loss", "last_test_acc", "t_stddev_per-batch"]
+    one = pd.read_csv(tmp_path / "one" / "results.csv")[cols]
+    two = pd.read_csv(tmp_path / "two" / "results.csv")[cols]
+    pd.testing.assert_frame_equal(one, two, rtol=1e-4)
+
+
+def test_workers_must_be_positive(tmp_path, capsys):
+    assert main([str(SMOKE), "--out", str(tmp_path / "w"), "--workers", "0"]) != 0
+    assert "--workers must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -40,22 +40,30 @@ def sample_permutation(n: int, device: torch.device, generator: torch.Generator 
     return torch.randperm(n, device=device, generator=generator)
 
 
-def sample_derangement(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """A random permutation of ``range(n)`` without fixed points, int64 ``[n]``.
+#: Candidate permutations drawn at once by :func:`sample_derangement`. A uniform permutation
+#: of n >= 2 items has no fixed point with probability >= 1/2 (n = 2) and about 1/e for
+#: larger n, so all 64 candidates fail with probability below 0.64 ** 64 < 1e-12.
+DERANGEMENT_CANDIDATES = 64
 
-    The images are put in a random circular order and each takes as partner the image ``s``
-    places further, with ``s`` uniform in ``[1, n - 1]``: since ``s`` is never a multiple of
-    ``n``, no image is its own partner. Not uniform over all derangements, but every image's
-    partner is uniform over the other ``n - 1`` images. With ``n == 1`` no derangement exists
-    and the single image is its own partner.
+
+def sample_derangement(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """A permutation of ``range(n)`` without fixed points, uniform over all such, int64 ``[n]``.
+
+    Rejection sampling, vectorized so that nothing waits for the device: draw
+    :data:`DERANGEMENT_CANDIDATES` independent uniform permutations (argsort of uniform noise)
+    and keep the first without a fixed point. The first success of independent uniform draws
+    is uniform over the derangements. In the (< 1e-12) event that every candidate has a fixed
+    point, the first candidate is rotated so it has none: a negligible bias, no host sync.
+    With ``n == 1`` no derangement exists and the single image is its own partner.
     """
     if n == 1:
         return torch.zeros(1, dtype=torch.long, device=device)
-    order = torch.randperm(n, device=device, generator=generator)
-    shift = torch.randint(1, n, (1,), device=device, generator=generator)
-    position = torch.empty_like(order)
-    position[order] = torch.arange(n, device=device)
-    return order[(position + shift) % n]
+    noise = torch.rand(DERANGEMENT_CANDIDATES, n, device=device, generator=generator)
+    candidates = noise.argsort(dim=1)
+    ok = (candidates != torch.arange(n, device=device)).all(dim=1)
+    first = ok.int().argmax()  # index of the first derangement (0 when there is none)
+    fallback = candidates[0][(torch.argsort(candidates[0]) + 1) % n]  # a cyclic shift in order
+    return torch.where(ok.any(), candidates[first], fallback)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +150,11 @@ def cutmix_pixels(images: Tensor, params: CutMixParams) -> Tensor:
 class CutMix(Augmentation):
     """Paste a box of a partner image; ``lam ~ Beta(beta, beta)`` sets the box size.
 
-    Box sides are ``floor(sqrt(1 - lam) * (W, H))``, its centre is uniform over the image and
-    it is clipped at the border; the reported lambda is the exact kept fraction. The partner
-    permutation has no fixed points (see :func:`sample_derangement`).
+    As the reference code (protocol section 2): ``cut = int(sqrt(1 - lam) * W)`` (and H), the
+    centre ``(cy, cx)`` uniform over the pixels, the box rows ``[cy - cut // 2, cy + cut // 2)``
+    and columns likewise, clipped to the image, so an odd side loses a pixel and a side of 1
+    pastes nothing. The reported lambda is the exact kept fraction. The partner permutation is
+    uniform over the permutations without fixed points (see :func:`sample_derangement`).
 
     Args:
         beta: Beta concentration, > 0.
@@ -167,9 +177,8 @@ class CutMix(Augmentation):
         cut_w = (ratio * w).floor().long()
         cy = torch.randint(0, h, (n,), device=device, generator=generator)
         cx = torch.randint(0, w, (n,), device=device, generator=generator)
-        top, left = cy - cut_h // 2, cx - cut_w // 2
-        bottom, right = (top + cut_h).clamp(0, h), (left + cut_w).clamp(0, w)
-        top, left = top.clamp(0, h), left.clamp(0, w)
+        top, bottom = (cy - cut_h // 2).clamp(0, h), (cy + cut_h // 2).clamp(0, h)
+        left, right = (cx - cut_w // 2).clamp(0, w), (cx + cut_w // 2).clamp(0, w)
         top, bottom, left, right = (per_image(side, b) for side in (top, bottom, left, right))
         partner = sample_derangement(b, device, generator)
         return CutMixParams(top=top, bottom=bottom, left=left, right=right, partner=partner)

@@ -1,11 +1,12 @@
 """Metrics of augkd: T. stddev (teacher-only), test-set evaluation, correlations."""
 
-from augkd.metrics.correlation import correlations
+from augkd.metrics.correlation import correlations, seed_bootstrap_correlations
 from augkd.metrics.evaluate import EvalResult, evaluate
 from augkd.metrics.tstddev import (
     GroupMeans,
     TStddevResult,
     group_means,
+    mark_trained,
     measure_t_stddev,
     t_stddev,
     t_stddev_from_group_means,
@@ -16,8 +17,10 @@ __all__ = [
     "GroupMeans",
     "TStddevResult",
     "correlations",
+    "seed_bootstrap_correlations",
     "evaluate",
     "group_means",
+    "mark_trained",
     "measure_t_stddev",
     "t_stddev",
     "t_stddev_from_group_means",

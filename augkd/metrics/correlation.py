@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["correlations"]
+__all__ = ["correlations", "seed_bootstrap_correlations"]
 
 _MAX_PAIR_CELLS = 4_000_000  # bootstrap rows x n x n per Kendall block: bounded memory
 
@@ -130,4 +130,68 @@ def correlations(
             "n": int(n),
             "n_boot": int(len(boot[name])),
         }
+    return out
+
+
+def seed_bootstrap_correlations(
+    x_seeds: np.ndarray,
+    y_seeds: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> dict[str, dict[str, float | int]]:
+    """Correlations of per-DA means, with percentile intervals from resampling the seeds.
+
+    The across-DA intervals of :func:`correlations` ask "what if other DAs had been studied";
+    this asks "what if the runs had drawn other seeds": each resample draws ``n_seeds`` seed
+    indices with replacement (the same draw for every DA, so a seed's runs stay together),
+    averages ``x`` and ``y`` over them per DA and recomputes the coefficient.
+
+    Args:
+        x_seeds: float ``[n_da, n_seeds]``, e.g. T. stddev of each DA and seed.
+        y_seeds: float ``[n_da, n_seeds]``, e.g. S. test loss of each DA and seed.
+
+    Returns:
+        ``{"pearson": d, "spearman": d, "kendall": d}``, each ``d`` with ``r`` (of the means),
+        ``ci_low``, ``ci_high``, ``n`` (DAs), ``n_seeds`` and ``n_boot`` (non-degenerate
+        resamples).
+
+    Raises:
+        ValueError: shapes that differ or are not 2-D, fewer than 3 DAs or 2 seeds,
+            non-finite values.
+    """
+    xs, ys = np.asarray(x_seeds, dtype=np.float64), np.asarray(y_seeds, dtype=np.float64)
+    if xs.ndim != 2 or xs.shape != ys.shape:
+        raise ValueError(f"x_seeds and y_seeds must both be [n_da, n_seeds], got {xs.shape} "
+                         f"and {ys.shape}")
+    n_da, n_seeds = xs.shape
+    if n_da < 3 or n_seeds < 2:
+        raise ValueError(f"need at least 3 DAs and 2 seeds, got {n_da} and {n_seeds}")
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
+        raise ValueError("x_seeds and y_seeds must be finite")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must lie strictly between 0 and 1, got {ci}")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_seeds, size=(int(n_boot), n_seeds))
+    bx = xs[:, draws].mean(axis=2).T  # [n_boot, n_da]
+    by = ys[:, draws].mean(axis=2).T
+    valid = (np.ptp(bx, axis=1) > 0) & (np.ptp(by, axis=1) > 0)
+    bx, by = bx[valid], by[valid]
+    boot = {
+        "pearson": _pearson_rows(bx, by),
+        "spearman": _pearson_rows(stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1)),
+        "kendall": _kendall_rows(bx, by),
+    }
+    mx, my = xs.mean(axis=1), ys.mean(axis=1)
+    point = {"pearson": stats.pearsonr(mx, my)[0], "spearman": stats.spearmanr(mx, my)[0],
+             "kendall": stats.kendalltau(mx, my)[0]}
+    alpha = (1.0 - ci) / 2.0
+    out: dict[str, dict[str, float | int]] = {}
+    for name, r in point.items():
+        values = boot[name][np.isfinite(boot[name])]
+        low, high = (np.quantile(values, [alpha, 1.0 - alpha]) if len(values)
+                     else (math.nan, math.nan))
+        out[name] = {"r": float(r), "ci_low": float(low), "ci_high": float(high),
+                     "n": int(n_da), "n_seeds": int(n_seeds), "n_boot": int(len(values))}
     return out

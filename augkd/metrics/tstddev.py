@@ -33,6 +33,7 @@ __all__ = [
     "GroupMeans",
     "TStddevResult",
     "group_means",
+    "mark_trained",
     "measure_t_stddev",
     "t_stddev",
     "t_stddev_from_group_means",
@@ -223,6 +224,20 @@ class TStddevResult:
     group_size: int = 10
 
 
+#: Attribute a trained student carries to serve as CutMixPick-S's frozen scorer: the number
+#: of epochs it was trained (set by ``augkd.training.load_student`` or :func:`mark_trained`).
+TRAINED_ATTR = "augkd_trained_epochs"
+
+
+def mark_trained(student: nn.Module, epochs: int) -> nn.Module:
+    """Declare ``student`` trained for ``epochs`` (>= 1) epochs, so that it may score
+    CutMixPick-S's pool in :func:`measure_t_stddev`; returns ``student``."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"a trained student has at least 1 epoch, got {epochs!r}")
+    setattr(student, TRAINED_ATTR, epochs)
+    return student
+
+
 def _build_scorer(pipeline: Any, teacher: nn.Module, student: nn.Module | None) -> Any:
     """The CutMixPick scorer the pipeline asks for, or None when it needs none."""
     if not getattr(pipeline, "needs_scorer", False):
@@ -230,8 +245,16 @@ def _build_scorer(pipeline: Any, teacher: nn.Module, student: nn.Module | None) 
     kind = pipeline.extra.score
     if kind in ("student", "kl") and student is None:
         raise ValueError(
-            f"the extra DA ranks its CutMix pool by score {kind!r}, which needs the student: "
-            "pass student=..."
+            f"the extra DA ranks its CutMix pool by score {kind!r}, which needs a trained KD "
+            "student: pass student=augkd.training.load_student(RUN_DIR, ...)"
+        )
+    if kind in ("student", "kl") and not getattr(student, TRAINED_ATTR, 0):
+        raise ValueError(
+            f"the extra DA ranks its CutMix pool by score {kind!r} with a student that was "
+            "never trained: a randomly initialized student's entropies mean nothing (the "
+            "paper scores with a finished KD student, frozen); load one with "
+            "augkd.training.load_student(RUN_DIR, ...) or mark your own trained model with "
+            "augkd.metrics.mark_trained(model, epochs)"
         )
     from augkd.augment.pick import make_scorer  # lazy: only CutMixPick pipelines need it
 
@@ -286,7 +309,8 @@ def measure_t_stddev(
         generator: the source of the permutations and of the pipeline's randomness; it must
             live on the data's device (the augmentations draw from it there).
         chunk_size: maximum rows per teacher forward (a chunk is at least one batch's views).
-        student: the frozen student, needed only by the "student" and "kl" CutMixPick scores.
+        student: the frozen, trained KD student (see :func:`mark_trained`), needed only by the
+            "student" and "kl" CutMixPick scores; an untrained one is refused.
         progress: show a tqdm progress bar (on stderr).
 
     Returns:

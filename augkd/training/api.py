@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,49 @@ def load_teacher(
     return model, manifest
 
 
+def load_student(
+    source: str | Path,
+    dataset: Dataset,
+    device: torch.device | str = "cpu",
+    teacher: str | Path | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a finished student run as a frozen model (eval mode, no grads) and its manifest.
+
+    This is CutMixPick-S's scorer in the T. stddev measurement: the model is checked to be a
+    student trained for at least one epoch on ``dataset`` (and, when ``teacher`` is given, by
+    that teacher run), and marked trained (:func:`augkd.metrics.mark_trained`).
+
+    Raises:
+        FileNotFoundError: nothing at ``source``, or an unfinished run.
+        ValueError: not a student run of augkd, another dataset or teacher, or 0 epochs.
+    """
+    from augkd.metrics import mark_trained
+
+    path = resolve_teacher_file(source)
+    state = load_checkpoint(path)
+    if state.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not an augkd model.pt; give a finished student run folder")
+    manifest = dict(state["manifest"])
+    role = manifest.get("role", manifest.get("config", {}).get("role"))
+    if role != "student":
+        raise ValueError(f"{path} is a {role} run; CutMixPick-S scores with a KD student run")
+    _check_manifest(path, manifest, dataset)
+    if int(manifest.get("epochs") or 0) < 1:
+        raise ValueError(f"student {path} was trained for 0 epochs; it cannot score")
+    if teacher is not None:
+        own = manifest.get("config", {}).get("teacher")
+        if own is None or resolve_teacher_file(own).resolve() != \
+                resolve_teacher_file(teacher).resolve():
+            raise ValueError(
+                f"student {path} was distilled from teacher {own}, not from {teacher}"
+            )
+    model = create_model(manifest["architecture"], manifest["num_classes"],
+                         manifest["in_channels"])
+    model.load_state_dict(state["model"])
+    model.to(device).eval().requires_grad_(False)
+    return mark_trained(model, int(manifest["epochs"])), manifest
+
+
 def _check_manifest(path: Path, manifest: dict[str, Any], dataset: Dataset) -> None:
     problems = []
     if manifest.get("num_classes") != dataset.num_classes:
@@ -146,9 +190,17 @@ def train(
         data: an already loaded dataset (else loaded from ``cfg``).
     """
     run = RunDir(out if out is not None else Path(runs_root) / default_run_name(cfg))
+    if resume and not run.config.is_file():
+        raise FileNotFoundError(f"cannot resume: {run.path} holds no config.yaml")
+    if not resume and run.checkpoint.is_file():
+        raise FileExistsError(
+            f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    # everything that can fail on bad input happens before the run folder is made
+    device = resolve_device(cfg.device)
+    data = data if data is not None else load_data(cfg)
+    cfg = resolve_normalization(cfg, data)
     if resume:
-        if not run.config.is_file():
-            raise FileNotFoundError(f"cannot resume: {run.path} holds no config.yaml")
         diff = run.read_config().differences(cfg)
         if diff:
             raise ValueError(f"cannot resume {run.path}: its config differs in {', '.join(diff)}")
@@ -157,39 +209,45 @@ def train(
             log(f"{run.path} already finished ({summary['last']['epoch']}/{cfg.epochs} epochs): "
                 "nothing to do")
             return RunResult(run.path, summary)
-    elif run.checkpoint.is_file():
-        raise FileExistsError(
-            f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    # everything that can fail on bad input happens before the run folder is made
-    device = resolve_device(cfg.device)
-    data = data if data is not None else load_data(cfg)
     train_split, test_split = _splits(data, device)
     teacher, teacher_manifest = None, None
     if cfg.role == "student":
         teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model)
         log(f"teacher: {teacher_manifest['architecture']} from {cfg.teacher}")
     dist_info = distributed.current()
-    if dist_info.is_main:
-        run.create(cfg)
-    common = dict(mean=data.mean, std=data.std, num_classes=data.num_classes,
-                  in_channels=data.in_channels, teacher=teacher, log=log)
-    lam = None
-    if cfg.role == "student" and cfg.balancer == "agb" and cfg.agb_search:
-        lam = search_agb_lambda(cfg, train_split, run, common, log)
-    trainer = Trainer(cfg, train_split, test_split, run=run, agb_lambda=lam, **common)
-    summary = trainer.fit(resume=resume)
-    if not dist_info.is_main:
-        return RunResult(run.path, summary)
-    if teacher_manifest is not None:
-        summary["teacher"] = {k: teacher_manifest.get(k) for k in ("architecture", "test_top1")}
-        run.write_json("summary.json", summary)
-    manifest = trainer.manifest(data.name, data.checksum, data.mean, data.std)
-    atomic_save({"format": MODEL_FORMAT, "model": trainer.model.state_dict(),
-                 "manifest": manifest}, run.model)
+    with run.lock() if dist_info.is_main else nullcontext():
+        if dist_info.is_main:
+            run.create(cfg)
+        common = dict(mean=cfg.mean, std=cfg.std, num_classes=data.num_classes,
+                      in_channels=data.in_channels, teacher=teacher, log=log)
+        lam = None
+        if cfg.uses_agb_search:
+            lam = search_agb_lambda(cfg, train_split, run, common, log)
+        trainer = Trainer(cfg, train_split, test_split, run=run, agb_lambda=lam, **common)
+        summary = trainer.fit(resume=resume)
+        if not dist_info.is_main:
+            return RunResult(run.path, summary)
+        if teacher_manifest is not None:
+            summary["teacher"] = {k: teacher_manifest.get(k) for k in ("architecture", "test_top1")}
+            run.write_json("summary.json", summary)
+        manifest = trainer.manifest(data, cfg.mean, cfg.std)
+        atomic_save({"format": MODEL_FORMAT, "model": trainer.model.state_dict(),
+                     "manifest": manifest}, run.model)
     log(f"{cfg.role} {cfg.model}: test top-1 {summary['last']['test_top1']:.2f}% "
         f"(loss {summary['last']['test_loss']:.4f}) -> {run.path}")
     return RunResult(run.path, summary)
+
+
+def resolve_normalization(cfg: TrainConfig, data: Dataset) -> TrainConfig:
+    """``cfg`` with ``mean``/``std`` filled in from ``data`` where they are None."""
+    if cfg.mean is not None and cfg.std is not None:
+        for name in ("mean", "std"):
+            if len(getattr(cfg, name)) != data.in_channels:
+                raise ValueError(f"{name} has {len(getattr(cfg, name))} values but "
+                                 f"{data.name} images have {data.in_channels} channels")
+        return cfg
+    return cfg.replace(mean=cfg.mean if cfg.mean is not None else tuple(data.mean),
+                       std=cfg.std if cfg.std is not None else tuple(data.std))
 
 
 SEARCH_FIELDS = ("lambda", "holdout_top1", "holdout_loss", "epochs")
@@ -202,7 +260,7 @@ def search_agb_lambda(
     """AGB's warm-up search (protocol.md section 5): the lambda with the best held-out accuracy.
 
     A seeded ``holdout_fraction`` of the training set is held out (never the test set); each
-    candidate lambda trains a fresh student for ``agb_search_epochs`` epochs at the initial lr
+    candidate lambda trains a fresh student for ``cfg.search_epochs`` epochs at the initial lr
     on the rest and is scored on the held-out part. The table is written to
     ``agb_search.csv`` row by row, so a resumed run does not repeat finished candidates.
     """
@@ -218,7 +276,7 @@ def search_agb_lambda(
     for lam in cfg.agb_search_lambdas:
         if any(abs(r["lambda"] - lam) < 1e-12 for r in rows):
             continue
-        warm = cfg.replace(epochs=cfg.agb_search_epochs, lr_decay_fractions=(1.0,),
+        warm = cfg.replace(epochs=cfg.search_epochs, lr_decay_fractions=(1.0,),
                            agb_search=False, agb_lambda=lam)
         trainer = Trainer(warm, fit_split, hold_split, run=None, **common)
         last = trainer.fit()["last"]

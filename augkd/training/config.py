@@ -15,6 +15,9 @@ import yaml
 
 ROLES = ("teacher", "student")
 RUNTIME_FIELDS = ("progress", "device", "compile")
+# Filled in from the dataset when a run starts (None until then); a None on either side of a
+# comparison matches any value.
+RESOLVED_FIELDS = ("mean", "std")
 
 # protocol.md section 1: lr 0.01 for MobileNetV2 and ShuffleNet students, 0.05 otherwise.
 _LOW_LR_MODELS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
@@ -31,7 +34,15 @@ class TrainConfig:
 
     The defaults are protocol.md's recipe: SGD (lr 0.05, momentum 0.9, weight decay 5e-4),
     batch 64, 240 epochs, lr x0.1 at 62.5 / 75 / 87.5 % of the epochs (150/180/210 of 240,
-    so ``--epochs`` scales the decay points with it), per-sample crop+flip, KD at T = 4.
+    so ``--epochs`` scales the decay points with it), per-sample crop+flip, KD at T = 4,
+    AGB with its lambda chosen by the warm-up search (Algorithm 1), two forwards per step.
+
+    ``mean`` / ``std`` are the normalization of the run: None means the dataset's (published
+    constants for cifar10/cifar100, else the training split's statistics); the resolved
+    values are written into the run's ``config.yaml``. ``dataset_options`` holds the loader's
+    options and the load-time transforms ``resize``, ``train_subset`` and ``subset_seed``.
+    ``agb_search_epochs`` None means 5 warm-up epochs at 240 scaled with ``epochs`` (at least
+    1); see :attr:`search_epochs`.
     """
 
     role: str = "teacher"
@@ -39,6 +50,8 @@ class TrainConfig:
     dataset: str = "digits"
     root: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     epochs: int = 240
     batch_size: int = 64
     lr: float = 0.05
@@ -57,12 +70,15 @@ class TrainConfig:
     teacher_model: str | None = None  # architecture of a foreign (RepDistiller) checkpoint
     aug: str | None = None  # the extra DA under study, an augkd.augment spec
     per_batch: bool = False  # the paper's once-per-batch random parameters for the extra DA
+    # One student (and teacher) forward over [x; x~] instead of the reference's two: pools the
+    # views' BatchNorm statistics and updates the running ones once per step (not the paper's).
+    joint_forward: bool = False
     temperature: float = 4.0
     balancer: str = "agb"
-    agb_lambda: float = 0.5
-    agb_search: bool = False
+    agb_lambda: float = 0.5  # used as given when agb_search is off (--agb-lambda X)
+    agb_search: bool = True  # AGB's Algorithm 1: pick lambda on a held-out split first
     agb_search_lambdas: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
-    agb_search_epochs: int = 5
+    agb_search_epochs: int | None = None
     holdout_fraction: float = 0.1
     w_task: float = 0.1
     w_distill: float = 0.9
@@ -75,8 +91,9 @@ class TrainConfig:
         _check_types(self)
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size,
-                    "agb_search_epochs": self.agb_search_epochs}
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size}
+        if self.agb_search_epochs is not None:
+            positive["agb_search_epochs"] = self.agb_search_epochs
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -92,6 +109,14 @@ class TrainConfig:
             )
         if not 0 <= self.agb_lambda <= 1:
             raise ValueError(f"agb_lambda must be in [0, 1], got {self.agb_lambda!r}")
+        if not self.agb_search_lambdas:
+            raise ValueError("agb_search_lambdas must list at least one lambda in [0, 1]")
+        for name in ("mean", "std"):
+            stats = getattr(self, name)
+            if stats is not None and not all(0 <= v < float("inf") for v in stats):
+                raise ValueError(f"{name} must hold finite values >= 0, got {stats}")
+        if self.std is not None and not all(v > 0 for v in self.std):
+            raise ValueError(f"std must be > 0 per channel, got {self.std}")
         if not all(0 <= lam <= 1 for lam in self.agb_search_lambdas):
             raise ValueError(
                 f"agb_search_lambdas must lie in [0, 1], got {self.agb_search_lambdas}"
@@ -103,7 +128,8 @@ class TrainConfig:
         if self.role == "student" and not self.teacher:
             raise ValueError("a student run needs a teacher: give --teacher RUN_DIR_OR_CKPT")
         if self.role == "teacher":
-            given = [k for k in ("teacher", "aug", "per_batch", "agb_search") if getattr(self, k)]
+            given = [k for k in ("teacher", "aug", "per_batch", "joint_forward")
+                     if getattr(self, k)]
             if given:
                 raise ValueError(
                     f"{', '.join(given)} applies to student runs only; a teacher trains with "
@@ -120,6 +146,19 @@ class TrainConfig:
         MODELS.get(self.model)
         if self.teacher_model is not None:
             MODELS.get(self.teacher_model)
+
+    @property
+    def uses_agb_search(self) -> bool:
+        """Whether a student run first searches AGB's lambda (balancer agb, search on)."""
+        return self.role == "student" and self.balancer == "agb" and self.agb_search
+
+    @property
+    def search_epochs(self) -> int:
+        """Warm-up epochs per candidate lambda: as given, else 5 at 240 epochs scaled with
+        ``epochs`` (the paper's 5 of 240), at least 1."""
+        if self.agb_search_epochs is not None:
+            return self.agb_search_epochs
+        return max(1, round(5 * self.epochs / 240))
 
     @property
     def lr_milestones(self) -> list[int]:
@@ -148,7 +187,11 @@ class TrainConfig:
         """Fields that differ from ``other``, ignoring the runtime-only ones (progress, device,
         compile), which may change when a run is resumed."""
         mine, theirs = self.to_dict(), other.to_dict()
-        return [k for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]]
+        return [
+            k for k in mine
+            if k not in RUNTIME_FIELDS and mine[k] != theirs[k]
+            and not (k in RESOLVED_FIELDS and None in (mine[k], theirs[k]))
+        ]
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with ``changes`` applied."""

@@ -7,19 +7,57 @@
       metrics.jsonl    one JSON object per epoch (appended as the run goes)
       checkpoint.pt    full training state of the last finished epoch (atomic, for --resume)
       model.pt         final weights + manifest (what a student run loads as its teacher)
-      summary.json     last-epoch and best-epoch figures, written when the run ends
-      agb_search.csv   AGB's lambda search table (student runs with --agb-search)
+      summary.json     last-epoch figures, written when the run ends (no test-selected epoch)
+      agb_search.csv   AGB's lambda search table (AGB student runs unless --agb-lambda)
+      .lock            held (flock) while a process writes the run
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from augkd.training.checkpoint import atomic_write_text
 from augkd.training.config import TrainConfig
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path, log=print, what: str = "this") -> Iterator[None]:
+    """Hold a blocking OS lock on ``lock_path``: one process at a time trains ``what`` (a
+    cached teacher, a shared scorer student); the others wait, then find it finished. The
+    lock dies with its holder, so a killed process never leaves a stale lock."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another process to finish {what}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def try_exclusive(lock_path: Path) -> Iterator[bool]:
+    """Try the OS lock on ``lock_path`` without waiting; yields whether it was taken."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def default_run_name(cfg: TrainConfig) -> str:
@@ -47,6 +85,27 @@ class RunDir:
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     model = property(lambda self: self.path / "model.pt")
     summary = property(lambda self: self.path / "summary.json")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an OS lock on the folder while a run writes it (released on exit or kill).
+
+        Raises:
+            RuntimeError: another process holds the folder's lock (it is writing this run).
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(
+                    f"run folder {self.path} is being written by another process; wait for it "
+                    "or choose another --out"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def create(self, cfg: TrainConfig) -> None:
         """Make the folder and freeze ``cfg`` into it."""

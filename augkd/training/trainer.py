@@ -168,7 +168,6 @@ class Trainer:
             self.optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_decay_rate
         )
         self.epoch = 0
-        self.best: dict[str, Any] = {}
         self.last_eval: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ the step
@@ -192,17 +191,26 @@ class Trainer:
         return x, x_aug, labels
 
     def _losses(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> dict:
-        """Named loss terms of one batch (one forward of the model being trained)."""
+        """Named loss terms of one batch.
+
+        As the reference code: the student and the teacher run once on ``x`` and once on
+        ``x~`` (two forwards), so each view is normalized by its own BatchNorm batch statistics
+        and the student's running statistics update twice per step. ``cfg.joint_forward``
+        runs one forward over ``[x; x~]`` instead (pooled statistics, one update). Either way
+        the step has one graph, from which the balancer takes its gradients.
+        """
         x, x_aug, labels = self.step_views(images, labels, generator)
-        inputs = x if x_aug is None else torch.cat([x, x_aug])
-        inputs = inputs.contiguous(memory_format=self.memory_format)
+        views = [x] if x_aug is None else [x, x_aug]
+        if self.cfg.joint_forward and len(views) == 2:
+            views = [torch.cat(views)]
+        views = [v.contiguous(memory_format=self.memory_format) for v in views]
         no_sync = self.forward_model.no_sync if self.dist.enabled else nullcontext
         with self.autocast(), no_sync():
-            logits = self.forward_model(inputs)
+            logits = torch.cat([self.forward_model(v) for v in views])
             if self.teacher is None:
                 return {"task": F.cross_entropy(logits.float(), labels)}
             with torch.no_grad():
-                teacher_logits = self.teacher(inputs)
+                teacher_logits = torch.cat([self.teacher(v) for v in views])
         b = x.shape[0]
         s_x, s_aug = logits[:b], (logits[b:] if x_aug is not None else None)
         t_x, t_aug = teacher_logits[:b], (teacher_logits[b:] if x_aug is not None else None)
@@ -265,9 +273,12 @@ class Trainer:
         return record
 
     def evaluate(self, split: Split | None = None) -> dict[str, float]:
-        """Test loss (CE, T = 1), top-1 and top-5 (%) of the model on ``split`` (default: test)."""
+        """Test loss (CE, T = 1), top-1 and top-5 (%) of the model on ``split`` (default: test).
+
+        Always in float32, outside any autocast: these are the reported figures.
+        """
         split = split or self.test_split
-        with self.autocast():
+        with torch.autocast(self.device.type, enabled=False):
             result = evaluate(self.model, split.images, split.labels, self.normalize)
         return {"test_loss": result.loss, "test_top1": result.top1, "test_top5": result.top5}
 
@@ -301,8 +312,6 @@ class Trainer:
             record.update(self.last_eval)
             record["epoch_time_s"] = time.perf_counter() - t0
             self.epoch = epoch
-            if not self.best or record["test_top1"] > self.best["test_top1"]:
-                self.best = {k: record[k] for k in ("epoch", "test_loss", "test_top1", "test_top5")}
             bar.set_postfix(loss=f"{record['test_loss']:.3f}", top1=f"{record['test_top1']:.2f}")
             if self.run is not None and self.dist.is_main:
                 self.run.append_metrics(record)
@@ -319,7 +328,6 @@ class Trainer:
             "aug": self.cfg.aug,
             "epochs": self.cfg.epochs,
             "last": {"epoch": self.epoch, **final},
-            "best": self.best,
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "train_seconds_this_session": seconds,
         }
@@ -341,7 +349,6 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "balancer": self.balancer.state_dict() if self.balancer is not None else {},
-            "best": self.best,
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -366,20 +373,22 @@ class Trainer:
             self.balancer.load_state_dict(state["balancer"])
         torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = int(state["epoch"])
-        self.best = dict(state["best"])
         if self.dist.is_main:
             self.run.truncate_metrics(self.epoch)
         self.log(f"resumed {self.run.path} after epoch {self.epoch}")
 
-    def manifest(self, dataset_name: str, checksum: str, mean, std) -> dict[str, Any]:
-        """What a later run needs to know about this model to use it as a teacher."""
+    def manifest(self, data: Any, mean, std) -> dict[str, Any]:
+        """What a later run needs to know about this model to use it as a teacher (or as the
+        frozen scorer of CutMixPick-S): architecture, data identity and options, figures."""
         final = self.final_eval()
         return {
             "architecture": self.cfg.model,
+            "role": self.cfg.role,
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
-            "dataset": dataset_name,
-            "dataset_checksum": checksum,
+            "dataset": data.name,
+            "dataset_checksum": data.checksum,
+            "dataset_options": dict(data.options),
             "mean": list(mean),
             "std": list(std),
             "test_top1": final["test_top1"],

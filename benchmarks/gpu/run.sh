@@ -13,6 +13,13 @@
 #            resumable: run it again (with .data/runs carried) until it reports nothing to do
 #   long     the long-epoch ablation (experiments/long_epochs.yaml): identity and cutmix at
 #            15 and 30 epochs, 3 seeds, resumable like study
+#   quick    everything of the fidelity issue in one call of at most 9 minutes: the wrn_40_2
+#            CIFAR-10 teacher (short schedule), the ranking in both modes, and a 9-DA x 3-seed
+#            per-batch correlation study with N sweep workers sharing the GPU, plus the epoch
+#            times at 1 and N workers. Sizes are variables (QUICK_*, below); the CPU smoke:
+#              QUICK_TEACHER=resnet8 QUICK_STUDENT=resnet8 QUICK_RESIZE=8 QUICK_SUBSET=500 \
+#              QUICK_TEACHER_EPOCHS=1 QUICK_RANK_EPOCHS=1 QUICK_STUDENT_EPOCHS=1 \
+#              QUICK_WORKERS=2 QUICK_SEEDS=[0] bash benchmarks/gpu/run.sh quick
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -32,7 +39,7 @@ train() {
     python -m augkd.train "$@"
 }
 
-case "${1:?step: bench | teacher | rank | kd | study | long}" in
+case "${1:?step: bench | teacher | rank | kd | study | long | quick}" in
 bench)
     python -m pytest -q tests -k "cuda or device" 2>&1 | tee "$OUT/cuda_tests.txt"
     python benchmarks/bench_augment.py --device cuda --workers 8 --out "$OUT/augment_h100"
@@ -82,6 +89,42 @@ long)
         --out .data/runs/long 2>&1 | tee "$OUT/long.log"
     cp .data/runs/long/results.csv "$OUT/long_results.csv"
     cp .data/runs/long/summary.csv "$OUT/long_summary.csv"
+    ;;
+quick)
+    T_MODEL="${QUICK_TEACHER:-wrn_40_2}" S_MODEL="${QUICK_STUDENT:-wrn_16_2}"
+    WORKERS="${QUICK_WORKERS:-4}" SEEDS="${QUICK_SEEDS:-[0, 1, 2]}"
+    OPTS=() SPEC_OPTS="{}"
+    if [ -n "${QUICK_RESIZE:-}" ]; then OPTS+=(--resize "$QUICK_RESIZE"); fi
+    if [ -n "${QUICK_SUBSET:-}" ]; then OPTS+=(--train-subset "$QUICK_SUBSET"); fi
+    if [ -n "${QUICK_RESIZE:-}${QUICK_SUBSET:-}" ]; then
+        SPEC_OPTS="{${QUICK_RESIZE:+resize: $QUICK_RESIZE}${QUICK_RESIZE:+${QUICK_SUBSET:+, }}${QUICK_SUBSET:+train_subset: $QUICK_SUBSET}}"
+    fi
+    QT=.data/runs/quick-teacher-$T_MODEL
+    start=$SECONDS
+    train teacher --model "$T_MODEL" "${CIFAR[@]}" "${OPTS[@]}" \
+        --epochs "${QUICK_TEACHER_EPOCHS:-15}" --no-progress --out "$QT" 2>&1 | tee "$OUT/quick.log"
+    echo "teacher done at $((SECONDS - start)) s" | tee -a "$OUT/quick.log"
+    python -m augkd.rank "${CIFAR[@]}" "${OPTS[@]}" --teacher "$QT" --student "$S_MODEL" \
+        --both-modes --epochs "${QUICK_RANK_EPOCHS:-3}" --scorer-epochs "${QUICK_STUDENT_EPOCHS:-5}" \
+        --no-progress --out .data/runs/quick-rank 2>&1 | tee -a "$OUT/quick.log"
+    echo "ranking done at $((SECONDS - start)) s" | tee -a "$OUT/quick.log"
+    sweep=(experiments/cifar10_cpu.yaml --no-progress --set "dataset.root=$ARCHIVE"
+           "dataset.options=$SPEC_OPTS" "pairs=[{teacher: $T_MODEL, student: $S_MODEL, teacher_run: $QT}]"
+           "grid.epochs=[${QUICK_STUDENT_EPOCHS:-5}]" "tstddev.epochs=${QUICK_RANK_EPOCHS:-3}")
+    # epoch time at 1 worker: two students alone
+    python -m augkd.sweep "${sweep[@]}" 'grid.aug=[identity, cutmix]' 'grid.seed=[0]' \
+        --students-only --out .data/runs/quick-1worker 2>&1 | tee -a "$OUT/quick.log"
+    python -m augkd.sweep "${sweep[@]}" "grid.seed=$SEEDS" --workers "$WORKERS" \
+        --out .data/runs/quick-study 2>&1 | tee -a "$OUT/quick.log"
+    echo "study done at $((SECONDS - start)) s" | tee -a "$OUT/quick.log"
+    python benchmarks/worker_epoch_times.py .data/runs/quick-1worker .data/runs/quick-study \
+        --workers "$WORKERS" | tee "$OUT/quick_epoch_times.md"
+    cp .data/runs/quick-study/results.csv "$OUT/quick_results.csv"
+    cp .data/runs/quick-study/summary.csv "$OUT/quick_summary.csv"
+    for mode in per-image per-batch; do
+        cp .data/runs/quick-rank/$mode/results.csv "$OUT/quick_rank_${mode}.csv"
+    done
+    cp .data/runs/quick-study/results/*/summary.json "$OUT/quick_correlation.json"
     ;;
 *)
     echo "unknown step $1" >&2

@@ -39,10 +39,10 @@ from augkd.augment.pipeline import Normalize, ViewPipeline
 from augkd.balance import BALANCERS
 from augkd.cli import run_cli
 from augkd.data import Dataset, load_dataset
-from augkd.metrics import correlations, measure_t_stddev
-from augkd.models import MODELS, create_model
-from augkd.report import build_report, write_results
 from augkd.data.archive import file_sha256
+from augkd.metrics import correlations, measure_t_stddev
+from augkd.models import MODELS
+from augkd.report import build_report, write_results
 from augkd.training import TrainConfig, default_lr, load_student, load_teacher, train
 from augkd.training.api import resolve_teacher_file
 from augkd.training.run import RunDir, exclusive, safe_name

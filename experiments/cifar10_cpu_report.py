@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import platform
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from scipy import stats
 from augkd.metrics import correlations, seed_bootstrap_correlations
 from augkd.report import build_report
 
-#: protocol.md section 4: the order by T. stddev on CIFAR-100, lowest first, in all four pairs
+#: The DA-in-KD paper's order by T. stddev on CIFAR-100, lowest first, in all four pairs
 #: (flip and identity tie at the end).
 PAPER_ORDER = ["cutmixpick-t", "cutmixpick-s", "cutmix", "mixup", "autoaugment", "cutout",
                "crop+flip", "flip", "identity"]
@@ -54,7 +55,8 @@ def per_da(results: pd.DataFrame, tcol: str) -> pd.DataFrame:
     g = results.groupby("aug", sort=False)
     table = pd.DataFrame({
         "t_stddev": g[tcol].mean(), "t_stddev_std": g[tcol].std(ddof=1),
-        "s_test_loss": g["last_test_loss"].mean(), "s_test_loss_std": g["last_test_loss"].std(ddof=1),
+        "s_test_loss": g["last_test_loss"].mean(),
+        "s_test_loss_std": g["last_test_loss"].std(ddof=1),
         "s_test_acc": g["last_test_acc"].mean(), "s_test_acc_std": g["last_test_acc"].std(ddof=1),
         "seeds": g.size(),
     })
@@ -189,14 +191,17 @@ def main() -> None:
             "`joint_forward: true`, i.e. one forward over [x; x~] that pools the two views' "
             "BatchNorm statistics. A difference counts as beyond seed noise when it exceeds "
             "twice its standard error (Welch).\n\n" + joint_md + "\n\n"
-            + (f"Beyond seed noise: {', '.join(beyond)}." if beyond else
-               "No DA's S. test loss moves beyond seed noise.")
+            + (f"Beyond seed noise: {', '.join(beyond)}" if beyond else
+               "No DA's S. test loss moves beyond seed noise")
+            + f" ({len(joint_table)} comparisons: about {0.05 * len(joint_table):.1f} would pass "
+            "a 5 % test by chance alone).")
             + f" Order by S. test loss with the joint forward: {' < '.join(jt.index)}.\n")
     if args.per_image and (args.per_image / "results.csv").is_file():
-        pi, _ = load_sweep(args.per_image)
+        pi, pi_spec = load_sweep(args.per_image)
         walls["per_image"] = wall_seconds(args.per_image)
-        pi_md, pi_corr = correlation_section(pi, "t_stddev_per-image")
-        pi_table = per_da(pi, "t_stddev_per-image")
+        pi_col = f"t_stddev_{pi_spec['grid']['mode'][0]}"
+        pi_md, pi_corr = correlation_section(pi, pi_col)
+        pi_table = per_da(pi, pi_col)
         pi_noise = effect_vs_noise(pi, "last_test_loss")
         sections.append(
             "## Per-image mode (students and T. stddev drawn per image)\n\n"
@@ -223,10 +228,25 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                platform.processor())
-    machine = (f"{cpu}, {torch.get_num_threads()} threads visible to torch, no GPU; "
-               f"Python {platform.python_version()}, torch {torch.__version__}")
+    machine = (f"{cpu}, {os.cpu_count()} cores, no GPU; Python {platform.python_version()}, "
+               f"torch {torch.__version__}")
     n_seeds = results["seed"].nunique()
-    text = f"""# Does T. stddev predict the student's test loss? CIFAR-10 at the scale of a 2-core CPU
+    noise_md = md_table(pd.DataFrame([
+        {"quantity": name, "spread of the 9 DA means (std)": f"{n['spread_std']:.{d}f}",
+         "range": f"{n['range']:.{d}f}",
+         "seed noise (pooled std)": f"{n['seed_noise_std']:.{d}f}",
+         "SE of a DA mean": f"{n['se_of_a_da_mean']:.{d}f}", "ANOVA F": f"{n['anova_f']:.2f}",
+         "ANOVA p": f"{n['anova_p']:.3g}"}
+        for name, n, d in (("S. test loss", loss_noise, 4), ("S. test acc (%)", acc_noise, 3),
+                           ("T. stddev", ts_noise, 6))]))
+    walls_text = "".join(f"; {k.replace('_', '-')} sweep {v / 60:.1f} min"
+                         for k, v in walls.items() if k != "main")
+    agree_t_text = (f"Kendall τ with the paper's order {agree_t['kendall']:+.3f} "
+                    f"(p {agree_t['kendall_p']:.3g}), Spearman ρ {agree_t['spearman']:+.3f}")
+    agree_loss_text = (f"Kendall τ with the paper's order {agree_loss['kendall']:+.3f} "
+                       f"(p {agree_loss['kendall_p']:.3g}), Spearman ρ "
+                       f"{agree_loss['spearman']:+.3f}")
+    text = f"""# Does T. stddev predict the student's test loss? CIFAR-10 at a 2-core CPU's scale
 
 _generated {dt.datetime.now():%Y-%m-%d %H:%M} by `experiments/cifar10_cpu_report.py` from the
 sweep folders; every figure is a last-epoch figure, computed in fp32._
@@ -246,7 +266,8 @@ holds every setting; the script adds the ablation and per-image sweeps on the sa
 {log_cmds}
 - Machine: {machine}. Two sweep workers, one thread each.
 - Wall time: main sweep (teacher, {len(results)} students, {len(results)} T. stddev
-  measurements) {walls['main'] / 60:.1f} min{''.join(f'; {k.replace("_", "-")} sweep {v / 60:.1f} min' for k, v in walls.items() if k != 'main')}.
+  measurements) {walls['main'] / 60:.1f} min{walls_text} (from the first to the last file
+  written; the machine was shared with development work part of the time).
 - Data: real CIFAR-10, the JPEG q75 copy (not the PNG-exact release), resized once at load to
   {options.get('resize', 32)}x{options.get('resize', 32)} (antialiased bilinear), a seeded
   class-stratified training subset of {options.get('train_subset', 50000):,} images (subset seed
@@ -260,7 +281,8 @@ holds every setting; the script adds the ablation and per-image sweeps on the sa
   (the paper's mode) for the students and for T. stddev. cutmixpick-s ranks its pool with the
   frozen crop+flip KD student of the same seed.
 - T. stddev: {spec['tstddev']['epochs']} epochs over the training subset, batch 64, groups of
-  {spec['tstddev']['group_size']} probability tensors (protocol section 3), one measurement per seed.
+  {spec['tstddev']['group_size']} probability tensors (the paper's procedure), one measurement
+  per seed.
 
 ## Results ({mode} mode), ranked by T. stddev (lowest first), mean ± std over seeds
 
@@ -277,20 +299,14 @@ of the per-DA means.
 
 ## Is the DA effect larger than seed noise?
 
-| quantity | spread of the 9 DA means (std) | range | seed noise (pooled std) | SE of a DA mean | ANOVA F | ANOVA p |
-|---|---|---|---|---|---|---|
-| S. test loss | {loss_noise['spread_std']:.4f} | {loss_noise['range']:.4f} | {loss_noise['seed_noise_std']:.4f} | {loss_noise['se_of_a_da_mean']:.4f} | {loss_noise['anova_f']:.2f} | {loss_noise['anova_p']:.3g} |
-| S. test acc (%) | {acc_noise['spread_std']:.3f} | {acc_noise['range']:.3f} | {acc_noise['seed_noise_std']:.3f} | {acc_noise['se_of_a_da_mean']:.3f} | {acc_noise['anova_f']:.2f} | {acc_noise['anova_p']:.3g} |
-| T. stddev | {ts_noise['spread_std']:.6f} | {ts_noise['range']:.6f} | {ts_noise['seed_noise_std']:.6f} | {ts_noise['se_of_a_da_mean']:.6f} | {ts_noise['anova_f']:.2f} | {ts_noise['anova_p']:.3g} |
+{noise_md}
 
 ## The DA order beside the paper's
 
-- Paper (protocol section 4, CIFAR-100, all four pairs, by T. stddev): {' < '.join(PAPER_ORDER)}
+- Paper (its published figures, CIFAR-100, all four pairs, by T. stddev): {' < '.join(PAPER_ORDER)}
   (flip ~ identity).
-- Here by T. stddev: {' < '.join(t_order)}; Kendall τ with the paper's order
-  {agree_t['kendall']:+.3f} (p {agree_t['kendall_p']:.3g}), Spearman ρ {agree_t['spearman']:+.3f}.
-- Here by S. test loss: {' < '.join(loss_order)}; Kendall τ with the paper's order
-  {agree_loss['kendall']:+.3f} (p {agree_loss['kendall_p']:.3g}), Spearman ρ {agree_loss['spearman']:+.3f}.
+- Here by T. stddev: {' < '.join(t_order)}; {agree_t_text}.
+- Here by S. test loss: {' < '.join(loss_order)}; {agree_loss_text}.
 
 {chr(10).join(sections)}
 ## Files

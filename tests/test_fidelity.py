@@ -193,7 +193,7 @@ def _digits_spec(tmp_path: Path, **changes) -> Path:
 
 def test_sweep_per_batch_flag_sets_both_modes(tmp_path):
     spec = _digits_spec(tmp_path)
-    from augkd.sweep import _overrides, build_parser
+    from augkd.sweep.cli import _overrides, build_parser
 
     args = build_parser().parse_args([str(spec), "--per-batch"])
     sweep = load_spec(spec, _overrides(args))

@@ -181,10 +181,10 @@ def test_two_workers_run_every_job_once_with_the_results_of_one(tmp_path, capfd)
     assert main([str(path), "--out", str(tmp_path / "two"), "--no-progress",
                  "--workers", "2"]) == 0
     out = capfd.readouterr().out
-    started = [line.split("] ", 2)[2] for line in out.splitlines()
-               if line.startswith("[worker ") and " done in " not in line
-               and "] [" in line and ("tstddev/" in line or "students/" in line)]
-    keys = [line.split(" ", 1)[1] for line in started]
+    # "[worker I] [k/n] KEY" when a worker starts a job
+    keys = [line.split("] ", 2)[2] for line in out.splitlines()
+            if line.startswith("[worker ") and " done in " not in line
+            and "] [" in line and ("tstddev/" in line or "students/" in line)]
     jobs = [j.key for j in load_spec(path, [f"out={tmp_path / 'two'}"]).jobs()
             if j.kind != "teacher"]
     assert sorted(keys) == sorted(jobs)  # every job, each exactly once

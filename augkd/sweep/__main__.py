@@ -1,0 +1,5 @@
+import sys
+
+from augkd.sweep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,135 @@
+"""``python -m augkd.sweep``: the command line, shards and ``--workers``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from augkd.cli import run_cli
+from augkd.sweep.runner import SweepRunner
+from augkd.sweep.spec import SpecError, load_spec
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SpecError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise SpecError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m augkd.sweep",
+        description="Many runs from one experiment spec, resumable and shardable.",
+        epilog="Short schedules: --set grid.epochs=[30] teacher.epochs=60. Split over N machines "
+        "sharing the output folder: --shard I/N on each. See experiments/*.yaml. Paths in a "
+        "spec (dataset.root, teacher_run) are relative to the current folder.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("spec", help="experiment spec (YAML)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override spec values, e.g. grid.epochs=[30] teacher.epochs=60")
+    parser.add_argument("--out", help="sweep folder (default: the spec's out or runs/sweeps/NAME)")
+    parser.add_argument("--shard", default="0/1", help="run share I of N (default 0/1: all)")
+    parser.add_argument("--dry-run", action="store_true", help="list the jobs and exit")
+    parser.add_argument("--teachers-only", action="store_true", help="train the teachers only")
+    parser.add_argument("--students-only", action="store_true",
+                        help="skip the T. stddev jobs (e.g. a training ablation of the students)")
+    parser.add_argument("--collect", action="store_true", help="only gather finished results")
+    parser.add_argument("--device", help="override the spec's device")
+    parser.add_argument("--per-batch", action="store_true",
+                        help="the paper's mode end to end: students and T. stddev per batch")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="N worker processes sharing the sweep (one GPU or the CPU cores); "
+                        "each job runs once, claimed with a file lock")
+    parser.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _run(args))
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
+    overrides += [f"device={args.device}"] if args.device else []
+    if args.per_batch:
+        overrides += ["grid.mode=[per-batch]", "tstddev.modes=[per-batch]"]
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> None:
+    if isinstance(args.workers, bool) or args.workers < 1:
+        raise SpecError(f"--workers must be an integer >= 1, got {args.workers}")
+    sweep = load_spec(args.spec, _overrides(args))
+    index, count = parse_shard(args.shard)
+    log = print if args.worker_id is None else (lambda m: print(f"[worker {args.worker_id}] {m}",
+                                                                flush=True))
+    runner = SweepRunner(sweep, progress=not args.no_progress, log=log)
+    if args.teachers_only:
+        jobs = [j for j in sweep.jobs() if j.kind == "teacher"]
+    else:
+        jobs = sweep.shard(index, count)
+    if args.students_only:
+        jobs = [j for j in jobs if j.kind != "tstddev"]
+    if args.dry_run:
+        for job in jobs:
+            print(("done  " if runner.is_done(job) else "todo  ") + job.key)
+        print(f"{len(jobs)} jobs in shard {index}/{count} -> {sweep.out}")
+        return
+    if args.worker_id is not None:  # one of --workers N: run, the parent collects
+        runner.run(jobs)
+        return
+    if not args.collect:
+        if args.workers > 1 and not args.teachers_only:
+            # teachers first, with every core, then the workers share the rest
+            runner.run([j for j in sweep.jobs() if j.kind == "teacher"])
+            run_workers(args, args.workers, runner.device, log)
+        else:
+            runner.run(jobs)
+    runner.collect()
+
+
+def run_workers(args: argparse.Namespace, n: int, device, log=print) -> None:
+    """Start ``n`` worker processes on this sweep (same spec, overrides and shard) and wait.
+
+    On the CPU each worker gets ``cores // n`` threads (small CIFAR models at batch 64 are
+    overhead-bound: two single-thread processes do about twice the work of one with two
+    threads); on a GPU the workers share the device.
+    """
+    forwarded = [args.spec, "--shard", args.shard, "--no-progress"]
+    for flag in ("set",):
+        if getattr(args, flag):
+            forwarded += ["--set", *getattr(args, flag)]
+    for flag in ("out", "device"):
+        if getattr(args, flag):
+            forwarded += [f"--{flag}", getattr(args, flag)]
+    for flag in ("per_batch", "students_only"):
+        if getattr(args, flag):
+            forwarded.append("--" + flag.replace("_", "-"))
+    env = dict(os.environ)
+    if device.type == "cpu":
+        threads = str(max(1, (os.cpu_count() or 1) // n))
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    log(f"starting {n} workers")
+    procs = [subprocess.Popen([sys.executable, "-m", "augkd.sweep", *forwarded,
+                               "--worker-id", str(i)], env=env) for i in range(n)]
+    try:
+        codes = [proc.wait() for proc in procs]
+    except BaseException:  # Ctrl-C or a kill of the parent: stop the workers too
+        for proc in procs:
+            proc.terminate()
+        raise
+    failed = [i for i, code in enumerate(codes) if code != 0]
+    if failed:
+        raise RuntimeError(f"sweep worker(s) {', '.join(map(str, failed))} failed (exit codes "
+                           f"{', '.join(str(codes[i]) for i in failed)}); rerun the sweep to "
+                           "continue from the finished jobs")

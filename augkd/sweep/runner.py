@@ -1,0 +1,214 @@
+"""Running a sweep's jobs: each claimed by one process, finished ones skipped, half-done ones
+resumed; teachers trained once under a lock, cutmixpick-s's scorer trained on demand."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from augkd.augment.pipeline import Normalize
+from augkd.data import load_dataset
+from augkd.rank import measure_aug, needs_student_scorer
+from augkd.sweep.spec import Job, SpecError, Sweep, student_config, teacher_config
+from augkd.training import TrainConfig, load_student, load_teacher, train
+from augkd.training.checkpoint import atomic_write_text
+from augkd.training.run import RunDir, exclusive, safe_name, try_exclusive
+from augkd.training.trainer import resolve_device
+
+
+class SweepRunner:
+    """Runs the jobs of a sweep, skipping finished ones and resuming half-done ones."""
+
+    def __init__(self, sweep: Sweep, *, progress: bool = True, log=print) -> None:
+        self.sweep = sweep
+        self.spec = sweep.spec
+        self.out = sweep.out
+        self.progress = progress
+        self.log = log
+        self.device = resolve_device(self.spec.get("device", "auto"))
+        self._data = None
+        self._teachers: dict[str, Any] = {}
+
+    @property
+    def data(self):
+        if self._data is None:
+            d = self.spec["dataset"]
+            self._data = load_dataset(d["name"], d.get("root"), **d.get("options", {}))
+        return self._data
+
+    @property
+    def given_teachers(self) -> dict[str, str]:
+        """Teacher runs named in the spec's pairs (``teacher_run``), by teacher model."""
+        return {p["teacher"]: p["teacher_run"] for p in self.spec["pairs"] if "teacher_run" in p}
+
+    def is_done(self, job: Job) -> bool:
+        """Whether ``job`` has finished, with the settings the spec asks for now.
+
+        Raises:
+            SpecError: a finished job was run with other settings (a changed ``--set`` on the
+                same sweep folder): its results would silently stand for the new ones.
+        """
+        path = self.out / job.key
+        if job.kind == "teacher" and job.model in self.given_teachers:
+            return True
+        if job.kind != "teacher":  # results made with another teacher are stale too
+            self.is_done(Job("teacher", None, model=job.pair.teacher))
+        if job.kind == "tstddev":
+            if not path.is_file():
+                return False
+            recorded = json.loads(path.read_text()).get("settings") or {}
+            diff = [k for k, v in self.tstddev_settings(job).items() if recorded.get(k) != v]
+        else:
+            run = RunDir(path)
+            if not run.is_finished():
+                return False
+            expected = (self.teacher_config(job.model) if job.kind == "teacher" else
+                        student_config(self.spec, job, teacher=str(self.teacher_path(job))))
+            diff = run.read_config().differences(expected)
+        if diff:
+            raise SpecError(
+                f"{path} was run with other settings ({', '.join(diff)}) than the spec now asks "
+                "for; give this sweep another --out (or remove that run)"
+            )
+        return True
+
+    def teacher_path(self, job: Job) -> Path:
+        """Where the teacher of a student job lives (without training it)."""
+        model = job.pair.teacher
+        return Path(self.given_teachers.get(model, self.out / "teachers" / model))
+
+    def tstddev_settings(self, job: Job) -> dict[str, Any]:
+        """What a T. stddev measurement depends on besides its job key."""
+        settings = {**{k: self.spec["tstddev"][k] for k in ("epochs", "batch_size",
+                                                             "group_size")},
+                    "teacher": str(self.teacher_path(job))}
+        if needs_student_scorer([job.aug]):
+            settings["scorer"] = str(self.out / self.scorer_job(job).key)
+        return settings
+
+    def scorer_job(self, job: Job) -> Job:
+        """The student run whose frozen weights score cutmixpick-s's pool for ``job``: the
+        pair's crop+flip KD student of the same mode and seed, at the grid's first epochs
+        and balancer (a run of the grid itself when crop+flip is in it)."""
+        grid = self.spec["grid"]
+        return Job("student", job.pair, aug="crop+flip", mode=job.mode, seed=job.seed,
+                   epochs=grid["epochs"][0], balancer=grid["balancer"][0])
+
+    def claim(self, job: Job, wait: bool = True):
+        """The OS lock that makes one process at a time run ``job`` (workers, shards)."""
+        path = self.out / "claims" / (safe_name(job.key) + ".lock")
+        if wait:
+            return exclusive(path, self.log, job.key)
+        return try_exclusive(path)
+
+    def run(self, jobs: list[Job]) -> None:
+        """Run every unfinished job of ``jobs``.
+
+        Each job is claimed with an OS lock first, so several processes (``--workers``, or
+        shards that overlap) can run the same list: a job claimed by another process is put
+        off, and after the pass each put-off job is waited for and run only if it is still
+        unfinished. Every job therefore runs exactly once.
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(yaml.safe_dump(self.spec, sort_keys=False), self.out / "spec.yaml")
+        todo = [j for j in jobs if not self.is_done(j)]
+        self.log(f"sweep {self.spec['name']}: {len(jobs)} jobs, {len(jobs) - len(todo)} "
+                 f"already done, {len(todo)} to run -> {self.out}")
+        put_off = []
+        for i, job in enumerate(todo, 1):
+            with self.claim(job, wait=False) as claimed:
+                if not claimed:
+                    put_off.append(job)
+                    continue
+                self._run_claimed(job, f"[{i}/{len(todo)}]")
+        for job in put_off:
+            with self.claim(job):
+                self._run_claimed(job, "[put off]")
+
+    def _run_claimed(self, job: Job, tag: str) -> None:
+        if self.is_done(job):  # another process finished it
+            return
+        t0 = time.perf_counter()
+        self.log(f"{tag} {job.key}")
+        getattr(self, f"_run_{job.kind}")(job)
+        self.log(f"{tag} done in {time.perf_counter() - t0:.1f} s")
+
+    def teacher_dir(self, model: str) -> Path:
+        """The finished teacher run of ``model``, training it first if needed (once)."""
+        if model in self.given_teachers:  # trained elsewhere (load_teacher checks the data)
+            return Path(self.given_teachers[model])
+        run = RunDir(self.out / "teachers" / model)
+        if run.is_finished():
+            return run.path
+        run.path.parent.mkdir(parents=True, exist_ok=True)
+        # An OS lock, released when its holder exits or is killed, so two shards never train
+        # the same teacher at once and a killed sweep never leaves a stale lock behind.
+        with exclusive(run.path.with_suffix(".lock"), self.log, f"teacher {model}"):
+            if not run.is_finished():
+                cfg = self.teacher_config(model)
+                train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
+        return run.path
+
+    def teacher_config(self, model: str) -> TrainConfig:
+        """The TrainConfig of the teacher run of ``model`` (spec section ``teacher``)."""
+        return teacher_config(self.spec, model, device=str(self.device), progress=self.progress)
+
+    def _run_teacher(self, job: Job) -> None:
+        self.teacher_dir(job.model)
+
+    def _teacher(self, model: str):
+        if model not in self._teachers:
+            self._teachers[model] = load_teacher(self.teacher_dir(model), self.data,
+                                                 self.device)[0]
+        return self._teachers[model]
+
+    def _scorer(self, job: Job):
+        """The frozen trained student that scores ``job``'s pool, trained first if needed."""
+        if not needs_student_scorer([job.aug]):
+            return None
+        scorer = self.scorer_job(job)
+        if not self.is_done(scorer):
+            self.log(f"  {job.aug} needs a trained student: running {scorer.key} first")
+            with self.claim(scorer):
+                if not self.is_done(scorer):
+                    self._run_student(scorer)
+        return load_student(self.out / scorer.key, self.data, self.device,
+                            teacher=self.teacher_dir(job.pair.teacher))[0]
+
+    def _run_tstddev(self, job: Job) -> None:
+        ts = self.spec["tstddev"]
+        teacher = self._teacher(job.pair.teacher)
+        student = self._scorer(job)
+        result = measure_aug(
+            teacher, self.data.train_images.to(self.device), Normalize(self.data.mean,
+                                                                        self.data.std),
+            job.aug, job.mode, job.seed, student=student, epochs=ts["epochs"],
+            batch_size=ts["batch_size"], group_size=ts["group_size"], progress=self.progress,
+        )
+        record = {"pair": job.pair.name, "aug": job.aug, "mode": job.mode, "seed": job.seed,
+                  "settings": self.tstddev_settings(job),
+                  "t_stddev": result.value, "n_groups": result.n_groups,
+                  "seconds": result.seconds, "group_means": result.group_means.tolist()}
+        path = self.out / job.key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(record), path)
+        self.log(f"  T. stddev {result.value:.6f}")
+
+    def _run_student(self, job: Job) -> None:
+        cfg = student_config(
+            self.spec, job, teacher=str(self.teacher_dir(job.pair.teacher)),
+            device=str(self.device), progress=self.progress,
+        )
+        run = RunDir(self.out / job.key)
+        train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
+
+    def collect(self) -> pd.DataFrame:
+        """Gather every finished run into results.csv, summary.csv and the report folders."""
+        from augkd.sweep.results import collect
+
+        return collect(self)

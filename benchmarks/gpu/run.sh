@@ -17,7 +17,7 @@
 #            CIFAR-10 teacher (short schedule), the ranking in both modes, and a 9-DA x 3-seed
 #            per-batch correlation study with N sweep workers sharing the GPU, plus the epoch
 #            times at 1 and N workers. Sizes are variables (QUICK_*, below); the CPU smoke:
-#              QUICK_TEACHER=resnet8 QUICK_STUDENT=resnet8 QUICK_RESIZE=8 QUICK_SUBSET=500 \
+#              QUICK_TEACHER=resnet8 QUICK_STUDENT=resnet8 QUICK_RESIZE=8 QUICK_SUBSET=1000 \
 #              QUICK_TEACHER_EPOCHS=1 QUICK_RANK_EPOCHS=1 QUICK_STUDENT_EPOCHS=1 \
 #              QUICK_WORKERS=2 QUICK_SEEDS=[0] bash benchmarks/gpu/run.sh quick
 set -euo pipefail
@@ -102,17 +102,17 @@ quick)
     QT=.data/runs/quick-teacher-$T_MODEL
     start=$SECONDS
     train teacher --model "$T_MODEL" "${CIFAR[@]}" "${OPTS[@]}" \
-        --epochs "${QUICK_TEACHER_EPOCHS:-15}" --no-progress --out "$QT" 2>&1 | tee "$OUT/quick.log"
+        --epochs "${QUICK_TEACHER_EPOCHS:-10}" --no-progress --out "$QT" 2>&1 | tee "$OUT/quick.log"
     echo "teacher done at $((SECONDS - start)) s" | tee -a "$OUT/quick.log"
     python -m augkd.rank "${CIFAR[@]}" "${OPTS[@]}" --teacher "$QT" --student "$S_MODEL" \
-        --both-modes --epochs "${QUICK_RANK_EPOCHS:-3}" --scorer-epochs "${QUICK_STUDENT_EPOCHS:-5}" \
+        --both-modes --epochs "${QUICK_RANK_EPOCHS:-2}" --scorer-epochs "${QUICK_STUDENT_EPOCHS:-4}" \
         --no-progress --out .data/runs/quick-rank 2>&1 | tee -a "$OUT/quick.log"
     echo "ranking done at $((SECONDS - start)) s" | tee -a "$OUT/quick.log"
     sweep=(experiments/cifar10_cpu.yaml --no-progress --set "dataset.root=$ARCHIVE"
            "dataset.options=$SPEC_OPTS" "pairs=[{teacher: $T_MODEL, student: $S_MODEL, teacher_run: $QT}]"
-           "grid.epochs=[${QUICK_STUDENT_EPOCHS:-5}]" "tstddev.epochs=${QUICK_RANK_EPOCHS:-3}")
-    # epoch time at 1 worker: two students alone
-    python -m augkd.sweep "${sweep[@]}" 'grid.aug=[identity, cutmix]' 'grid.seed=[0]' \
+           "grid.epochs=[${QUICK_STUDENT_EPOCHS:-4}]" "tstddev.epochs=${QUICK_RANK_EPOCHS:-2}")
+    # epoch time at 1 worker: one student alone
+    python -m augkd.sweep "${sweep[@]}" 'grid.aug=[cutmix]' 'grid.seed=[0]' \
         --students-only --out .data/runs/quick-1worker 2>&1 | tee -a "$OUT/quick.log"
     python -m augkd.sweep "${sweep[@]}" "grid.seed=$SEEDS" --workers "$WORKERS" \
         --out .data/runs/quick-study 2>&1 | tee -a "$OUT/quick.log"

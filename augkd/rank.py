@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -147,7 +148,7 @@ def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=pri
 def measure_aug(
     teacher, images, normalize: Normalize, aug: str, mode: str, seed: int, *,
     student=None, epochs: int = 10, batch_size: int = 64, group_size: int = 10,
-    progress: bool = True, bf16: bool = False,
+    progress: bool = True, bf16: bool = False, teacher_name: str = "the teacher",
 ):
     """T. stddev of one DA spec in one mode with one seed (the unit of work of rank and sweeps).
 
@@ -163,10 +164,16 @@ def measure_aug(
     precision = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and bf16
                  else torch.autocast(images.device.type, enabled=False))
     with precision:
-        return measure_t_stddev(
+        result = measure_t_stddev(
             teacher, images, pipeline, epochs=epochs, batch_size=batch_size,
             group_size=group_size, generator=generator, student=student, progress=progress,
         )
+    if not (math.isfinite(result.value) and torch.isfinite(result.group_means).all()):
+        raise ValueError(
+            f"T. stddev of {aug} ({mode}, seed {seed}) is {result.value}: {teacher_name} "
+            "gives non-finite (NaN or Inf) outputs; check the teacher's weights and test loss"
+        )
+    return result
 
 
 def needs_student_scorer(augs) -> bool:
@@ -235,6 +242,7 @@ def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Pat
                 teacher, images, normalize, aug, mode, seed, student=student,
                 epochs=cfg.epochs, batch_size=cfg.batch_size, group_size=cfg.group_size,
                 progress=cfg.progress, bf16=cfg.bf16,
+                teacher_name=f"teacher {cfg.teacher}",
             )
             torch.save(result.group_means, out / "tstddev" / f"{safe_name(aug)}-{mode}-s{seed}.pt")
             rows.append({"aug": aug, "seed": seed, "t_stddev": result.value,

@@ -194,7 +194,7 @@ def main() -> None:
             + (f"Beyond seed noise: {', '.join(beyond)}" if beyond else
                "No DA's S. test loss moves beyond seed noise")
             + f" ({len(joint_table)} comparisons: about {0.05 * len(joint_table):.1f} would pass "
-            "a 5 % test by chance alone).")
+            "a 5 % test by chance alone)."
             + f" Order by S. test loss with the joint forward: {' < '.join(jt.index)}.\n")
     if args.per_image and (args.per_image / "results.csv").is_file():
         pi, pi_spec = load_sweep(args.per_image)

@@ -10,7 +10,7 @@ from torch import Tensor
 from augkd.augment.base import Augmentation, AugmentOutput
 from augkd.augment.geometric import per_image
 from augkd.augment.registry import register_augmentation
-from augkd.augment.spec import check_param
+from augkd.augment.spec import MAX_SIDE, check_param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +59,22 @@ class Cutout(Augmentation):
     def __init__(self, *, size: int | None = None, per_batch: bool = False) -> None:
         super().__init__(per_batch=per_batch)
         if size is not None:
-            check_param("cutout", "size", size, size >= 1, "an integer >= 1")
+            check_param("cutout", "size", size, 1 <= size <= MAX_SIDE,
+                        f"an integer in [1, {MAX_SIDE}]")
         self.size = size
 
     def resolve_size(self, shape: torch.Size) -> int:
-        """The hole side used for a batch of ``shape`` ``[B, C, H, W]``."""
-        return max(1, min(shape[-2], shape[-1]) // 4) if self.size is None else self.size
+        """The hole side used for a batch of ``shape`` ``[B, C, H, W]``.
+
+        Raises:
+            ValueError: a given size larger than the images' longer side (it would erase all).
+        """
+        if self.size is None:
+            return max(1, min(shape[-2], shape[-1]) // 4)
+        if self.size > max(shape[-2], shape[-1]):
+            raise ValueError(f"cutout: size={self.size} is larger than the {shape[-2]}x"
+                             f"{shape[-1]} images; the hole would erase all of every image")
+        return self.size
 
     def sample(
         self, shape: torch.Size, device: torch.device, generator: torch.Generator | None

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from augkd.augment.base import Augmentation, AugmentOutput
 from augkd.augment.registry import register_augmentation
-from augkd.augment.spec import check_param
+from augkd.augment.spec import MAX_SIDE, check_param
 
 
 def per_image(values: Tensor, batch: int) -> Tensor:
@@ -150,7 +150,8 @@ class Crop(Augmentation):
     def __init__(self, *, padding: int | None = None, per_batch: bool = False) -> None:
         super().__init__(per_batch=per_batch)
         if padding is not None:
-            check_param(self.name, "padding", padding, padding >= 0, "an integer >= 0")
+            check_param(self.name, "padding", padding, 0 <= padding <= MAX_SIDE,
+                        f"an integer in [0, {MAX_SIDE}]")
         self.padding = padding
 
     def resolve_padding(self, shape: torch.Size) -> int:

@@ -40,6 +40,10 @@ def sample_permutation(n: int, device: torch.device, generator: torch.Generator 
     return torch.randperm(n, device=device, generator=generator)
 
 
+#: Largest Beta concentration accepted by Mixup and CutMix: Beta(c, c) at c = 1e4 is already a
+#: point mass at 1/2 within 0.005, and the gamma draws overflow far beyond (c = 1e308 did).
+MAX_CONCENTRATION = 1e4
+
 #: Candidate permutations drawn at once by :func:`sample_derangement`. A uniform permutation
 #: of n >= 2 items has no fixed point with probability >= 1/2 (n = 2) and about 1/e for
 #: larger n, so all 64 candidates fail with probability below 0.64 ** 64 < 1e-12.
@@ -87,7 +91,8 @@ class Mixup(Augmentation):
 
     def __init__(self, *, alpha: float = 1.0, per_batch: bool = False) -> None:
         super().__init__(per_batch=per_batch)
-        check_param("mixup", "alpha", alpha, alpha > 0, "a number > 0")
+        check_param("mixup", "alpha", alpha, 0 < alpha <= MAX_CONCENTRATION,
+                    f"a number in (0, {MAX_CONCENTRATION:g}]")
         self.alpha = float(alpha)
 
     def sample(
@@ -163,7 +168,8 @@ class CutMix(Augmentation):
 
     def __init__(self, *, beta: float = 1.0, per_batch: bool = False) -> None:
         super().__init__(per_batch=per_batch)
-        check_param("cutmix", "beta", beta, beta > 0, "a number > 0")
+        check_param("cutmix", "beta", beta, 0 < beta <= MAX_CONCENTRATION,
+                    f"a number in (0, {MAX_CONCENTRATION:g}]")
         self.beta = float(beta)
 
     def sample(

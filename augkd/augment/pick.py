@@ -31,6 +31,8 @@ from augkd.augment.registry import register_augmentation
 from augkd.augment.spec import check_param
 
 ScoreKind = Literal["teacher", "student", "kl"]
+#: Largest pool, in batches: the pool is scored in one forward of k x B images (the paper: 2).
+MAX_POOL = 64
 #: uint8 images ``[N, C, H, W]`` -> float scores ``[N]`` (higher = more likely kept).
 Scorer = Callable[[Tensor], Tensor]
 #: uint8 images ``[N, C, H, W]`` -> normalized float model input ``[N, C, H, W]``.
@@ -144,7 +146,7 @@ class CutMixPick(Augmentation):
         super().__init__(per_batch=per_batch)
         check_param("cutmixpick", "score", score, score in ("teacher", "student", "kl"),
                     "teacher, student or kl")
-        check_param("cutmixpick", "k", k, k >= 1, "an integer >= 1")
+        check_param("cutmixpick", "k", k, 1 <= k <= MAX_POOL, f"an integer in [1, {MAX_POOL}]")
         self.score = score
         self.k = int(k)
         self.beta = float(beta)

@@ -16,6 +16,7 @@ so ``spec_of(create(s)) == s`` for every canonical ``s``, e.g. every entry of :d
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import types
 import typing
@@ -47,6 +48,11 @@ PAPER_DAS: tuple[str, ...] = (
 _SPEC_RE = re.compile(r"^\s*(?P<name>[A-Za-z][\w+\-]*)\s*(?:\((?P<args>.*)\))?\s*$", re.DOTALL)
 _KEY_RE = re.compile(r"^[A-Za-z_]\w*$")
 _INT_RE = re.compile(r"^[+-]?\d+$")
+
+
+#: Largest pixel size a DA parameter may take (a hole side, a padding): above any image augkd
+#: reads, so a typo such as size=10**8 fails at parse time, not after hours of training.
+MAX_SIDE = 4096
 
 
 def check_param(aug: str, param: str, value: object, ok: bool, allowed: str) -> None:
@@ -156,7 +162,8 @@ def _coerce(aug: str, key: str, value: Any, hint: Any) -> Any:
         check_param(aug, key, value, type(value) is int, "an integer")
         return value
     if hint is float:
-        check_param(aug, key, value, type(value) in (int, float), "a number")
+        check_param(aug, key, value, type(value) in (int, float) and math.isfinite(value),
+                    "a finite number")
         return float(value)
     if hint is str:
         check_param(aug, key, value, isinstance(value, str), "a string")

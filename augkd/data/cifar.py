@@ -7,6 +7,7 @@ downloaded unless the caller passes ``download=True``.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,13 +68,44 @@ def _download(release: _CifarRelease, root: Path) -> None:
     download_and_extract_archive(release.url, download_root=str(root), md5=release.md5)
 
 
+#: The only globals a CIFAR batch file may name: numpy's array reconstruction (numpy 1 and 2
+#: module paths, pickle protocols 2 to 5). Everything else in the files is dicts, lists,
+#: strings and numbers, which unpickling builds without naming any global.
+_ALLOWED_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles of Python 3 store bytes
+})
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and plain containers and nothing else: a file that
+    names any other global (``os.system``, ``builtins.eval``...) is refused before it runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which is not part of a CIFAR data file (only numpy "
+                "arrays, lists, dicts, strings and numbers are read; nothing is executed)"
+            )
+        if module.startswith("numpy.core"):  # numpy 2 moved numpy.core to numpy._core
+            module = module.replace("numpy.core", "numpy._core", 1)
+        return getattr(importlib.import_module(module), name)
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"CIFAR file {path} is missing")
     try:
         with path.open("rb") as handle:
-            content = pickle.load(handle, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+            content = _DataOnlyUnpickler(handle, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        if "not part of a CIFAR data file" in str(exc):
+            raise ValueError(f"refusing CIFAR file {path}: {exc}") from None
+        raise ValueError(f"cannot read CIFAR file {path}: truncated or corrupt ({exc})") from exc
+    except (EOFError, ValueError, TypeError, AttributeError) as exc:
         raise ValueError(f"cannot read CIFAR file {path}: truncated or corrupt ({exc})") from exc
     if not isinstance(content, dict):
         raise ValueError(f"CIFAR file {path} does not hold a dict but a {type(content).__name__}")

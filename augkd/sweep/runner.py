@@ -189,6 +189,7 @@ class SweepRunner:
                                                                         self.data.std),
             job.aug, job.mode, job.seed, student=student, epochs=ts["epochs"],
             batch_size=ts["batch_size"], group_size=ts["group_size"], progress=self.progress,
+            teacher_name=f"teacher {self.teacher_path(job)}",
         )
         record = {"pair": job.pair.name, "aug": job.aug, "mode": job.mode, "seed": job.seed,
                   "settings": self.tstddev_settings(job),

@@ -217,6 +217,8 @@ def train(
     dist_info = distributed.current()
     with run.lock() if dist_info.is_main else nullcontext():
         if dist_info.is_main:
+            for stale in run.remove_stale_temporaries():
+                log(f"removed {stale.name}, left by a write that was killed")
             run.create(cfg)
         common = dict(mean=cfg.mean, std=cfg.std, num_classes=data.num_classes,
                       in_channels=data.in_channels, teacher=teacher, log=log)

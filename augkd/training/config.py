@@ -7,6 +7,7 @@ be repeated, or resumed, from its folder alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import yaml
 
 ROLES = ("teacher", "student")
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes seeds below 2**64; epoch seeds mix it
+MAX_TEMPERATURE = 1000.0  # KD's softmax(t / T) is uniform to float precision long before
 RUNTIME_FIELDS = ("progress", "device", "compile")
 # Filled in from the dataset when a run starts (None until then); a None on either side of a
 # comparison matches any value.
@@ -97,12 +100,17 @@ class TrainConfig:
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got "
+                             f"{self.weight_decay!r}")
+        if not 0 < self.lr_decay_rate <= 1:
+            raise ValueError(f"lr_decay_rate must be in (0, 1], got {self.lr_decay_rate!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
         if not all(0 < f <= 1 for f in self.lr_decay_fractions):
             raise ValueError(
                 f"lr_decay_fractions must lie in (0, 1], got {self.lr_decay_fractions}"
@@ -123,8 +131,13 @@ class TrainConfig:
             )
         if not 0 < self.holdout_fraction < 1:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction!r}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0 < self.temperature <= MAX_TEMPERATURE:
+            raise ValueError(f"temperature must be in (0, {MAX_TEMPERATURE:g}], got "
+                             f"{self.temperature!r}")
+        for name in ("w_task", "w_distill"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.role == "student" and not self.teacher:
             raise ValueError("a student run needs a teacher: give --teacher RUN_DIR_OR_CKPT")
         if self.role == "teacher":

@@ -120,10 +120,32 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The per-epoch records. An incomplete last line (a write cut by a power loss or a
+        full disk: it was never acknowledged) is dropped; a bad line elsewhere is an error
+        naming the file and the line."""
         if not self.metrics.is_file():
             return []
-        lines = self.metrics.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        text = self.metrics.read_text(encoding="utf-8", errors="replace")
+        lines = text.split("\n")
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                if number == len(lines):  # the last line, without its newline: never finished
+                    break
+                raise ValueError(f"{self.metrics}, line {number}: not a JSON record ({err.msg})"
+                                 ) from None
+        return records
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the ``.*.tmp`` files a killed atomic write left behind; returns them."""
+        stale = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def truncate_metrics(self, last_epoch: int) -> None:
         """Drop records after ``last_epoch`` (written before a kill, after the last checkpoint)."""

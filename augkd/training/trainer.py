@@ -263,7 +263,9 @@ class Trainer:
         bar.close()
         bad_step = int(first_bad)  # the epoch's one host sync
         if bad_step >= 0:
-            last = f"; the last good checkpoint is {self.run.checkpoint}" if self.run else ""
+            last = (f"; the last good checkpoint is {self.run.checkpoint}"
+                    if self.run is not None and self.run.checkpoint.is_file()
+                    else "; no checkpoint was written before it")
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {epoch}, step {bad_step}: the run stops here{last}"
             )

@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 # Errors that mean "the user asked for something that cannot be done": their messages name the
 # bad value and what was expected, so the command prints them as one line and exits with 2.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
+# OSError covers a missing file, a full disk ("cannot write PATH: No space left on device") and
+# a run folder that another process is writing (RunFolderBusyError).
+USER_ERRORS = (ValueError, OSError, KeyError)
 
 
 def run_cli(body: Callable[[], int | None]) -> int:

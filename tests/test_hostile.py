@@ -19,7 +19,7 @@ from augkd.data import load_dataset
 from augkd.rank import main as rank_main
 from augkd.training import NonFiniteLossError, TrainConfig, Trainer, train
 from augkd.training.checkpoint import atomic_save, load_checkpoint
-from augkd.training.run import RunDir
+from augkd.training.run import RunDir, RunFolderBusyError
 
 FAST = dict(dataset="digits", progress=False, device="cpu")
 
@@ -55,7 +55,7 @@ def test_a_crafted_cifar_file_is_refused_and_runs_nothing(tmp_path):
 def test_a_second_process_on_the_same_run_folder_is_stopped(tmp_path, digits):
     run = RunDir(tmp_path / "busy")
     with run.lock():  # another process writing the run (flock is per open file)
-        with pytest.raises(RuntimeError, match="being written by another process"):
+        with pytest.raises(RunFolderBusyError, match="being written by another process"):
             train(teacher_cfg(), run.path, data=digits, log=lambda s: None)
     train(teacher_cfg(), run.path, data=digits, log=lambda s: None)  # free again
     assert run.is_finished()
@@ -161,3 +161,190 @@ def test_nan_in_the_first_epoch_names_no_checkpoint(tmp_path, digits, monkeypatc
     assert "last good checkpoint" not in str(err.value)
     assert not (tmp_path / "nan" / "checkpoint.pt").exists()
     assert not (tmp_path / "nan" / "summary.json").exists()
+
+
+# ------------------------------------------------------------------ clear errors, not tracebacks
+@pytest.fixture(scope="module")
+def finished_teacher(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("hostile") / "teacher"
+    return train(teacher_cfg(epochs=2), out, data=digits, log=lambda s: None).run_dir
+
+
+def _save_variant(src: Path, dst: Path, change) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(src / "model.pt")
+    change(state)
+    atomic_save(state, dst / "model.pt")
+    return dst
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["manifest"].update(architecture="resnet20"), "do not fit its architecture"),
+    (lambda s: s["manifest"].update(architecture="resnet999"), "does not know"),
+    (lambda s: s.pop("manifest"), "has no manifest"),
+    (lambda s: s["model"].update({k: v[:1] for k, v in list(s["model"].items())[:1]}),
+     "do not fit its architecture"),
+])
+def test_a_damaged_model_file_is_one_clear_error(tmp_path, digits, finished_teacher, change,
+                                                 message):
+    from augkd.training import load_teacher
+
+    bad = _save_variant(finished_teacher, tmp_path / "bad", change)
+    with pytest.raises(ValueError, match=message) as err:
+        load_teacher(bad, digits)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_checkpoint_without_optimizer_state_is_named(tmp_path, digits):
+    out = tmp_path / "run"
+    train(teacher_cfg(epochs=2), out, data=digits, log=lambda s: None)
+    (out / "summary.json").unlink()
+    state = load_checkpoint(out / "checkpoint.pt")
+    del state["optimizer"]
+    atomic_save(state, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: it lacks optimizer"):
+        train(teacher_cfg(epochs=2), out, resume=True, data=digits, log=lambda s: None)
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import augkd.training.checkpoint as checkpoint
+    from augkd.train import main as train_main
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    code = train_main(["teacher", "--model", "resnet8", "--epochs", "1", "--no-progress",
+                       "--device", "cpu", "--out", str(tmp_path / "full")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "No space left on device" in err[0] and str(tmp_path / "full") in err[0]
+    assert not list((tmp_path / "full").glob(".*.tmp"))
+
+
+def test_a_full_cache_disk_warns_and_goes_on(tmp_path, monkeypatch):
+    import augkd.data.cache as cache
+    from tests.test_data import build_tree
+
+    build_tree(tmp_path / "tree")
+
+    def full(obj, f):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache.torch, "save", full)
+    with pytest.warns(UserWarning, match="going on without it"):
+        data = load_dataset("imagefolder", tmp_path / "tree", cache_dir=tmp_path / "cache")
+    assert len(data.train_labels) > 0
+    assert not list((tmp_path / "cache").glob("*"))
+
+
+def test_run_files_honour_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_save({"x": 1}, tmp_path / "a.pt")
+        os.umask(0o077)
+        atomic_save({"x": 1}, tmp_path / "b.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_busy_run_folder_is_one_line_on_the_command_line(tmp_path, capsys):
+    from augkd.train import main as train_main
+
+    run = RunDir(tmp_path / "busy")
+    with run.lock():
+        code = train_main(["teacher", "--model", "resnet8", "--epochs", "1", "--no-progress",
+                           "--device", "cpu", "--out", str(run.path)])
+    assert code == 2 and "being written by another process" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ image folders
+def _class_tree(root: Path) -> Path:
+    from tests.test_data import build_tree
+
+    build_tree(root)
+    return root
+
+
+def test_symlinks_that_leave_the_root_loop_or_duplicate_a_class_are_refused(tmp_path):
+    root = _class_tree(tmp_path / "tree")
+    classes = sorted(p for p in (root / "train").iterdir() if p.is_dir())
+    link = classes[1] / "more"
+    link.symlink_to(classes[0], target_is_directory=True)
+    with pytest.raises(ValueError, match="a second path to the folder"):
+        load_dataset("imagefolder", root, cache=False)
+    link.unlink()
+    (classes[0] / "loop").symlink_to(root / "train", target_is_directory=True)
+    with pytest.raises(ValueError, match="symlink loop"):
+        load_dataset("imagefolder", root, cache=False)
+    (classes[0] / "loop").unlink()
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(next(classes[0].iterdir()).read_bytes())
+    (classes[0] / "outside.png").symlink_to(outside)
+    with pytest.raises(ValueError, match="outside the dataset root"):
+        load_dataset("imagefolder", root, cache=False)
+    (classes[0] / "outside.png").unlink()
+    inside = classes[0] / "alias.png"
+    inside.symlink_to(next(p for p in classes[0].iterdir() if p.suffix == ".png"))
+    with pytest.raises(ValueError, match="a second path to the file"):
+        load_dataset("imagefolder", root, cache=False)
+
+
+def test_files_over_the_size_cap_are_refused_before_reading(tmp_path):
+    from tests.test_data import pack
+
+    root = _class_tree(tmp_path / "tree")
+    with pytest.raises(ValueError, match="more than the cap of 10 bytes"):
+        load_dataset("imagefolder", root, cache=False, max_member_bytes=10)
+    archive = pack(root, tmp_path / "data.tar")
+    with pytest.raises(ValueError, match=r"data\.tar:.*more than the cap of 10 bytes"):
+        load_dataset("imagefolder", archive, cache=False, max_member_bytes=10)
+    zipped = pack(root, tmp_path / "data.zip")
+    with pytest.raises(ValueError, match=r"data\.zip:.*more than the cap of 10 bytes"):
+        load_dataset("imagefolder", zipped, cache=False, max_member_bytes=10)
+
+
+def test_images_over_the_pixel_cap_are_refused_before_decoding(tmp_path):
+    root = _class_tree(tmp_path / "tree")
+    with pytest.raises(ValueError, match=r"declares \d+x\d+ pixels, more than the cap of 4"):
+        load_dataset("imagefolder", root, cache=False, max_image_pixels=4)
+    with pytest.raises(ValueError, match="max_image_pixels must be a positive integer"):
+        load_dataset("imagefolder", root, cache=False, max_image_pixels=0)
+
+
+# ------------------------------------------------------------------ reports and sweep specs
+def test_a_report_of_non_finite_t_stddev_is_refused(tmp_path):
+    import pandas as pd
+
+    from augkd.report import ResultsError, write_results
+
+    table = pd.DataFrame({"aug": ["flip", "cutmix"], "t_stddev": [float("nan"), 0.01]})
+    with pytest.raises(ResultsError, match="not finite for flip"):
+        write_results(tmp_path / "r", table, {"protocol": {}})
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("grid", "seed", [True], "grid.seed values must be integers"),
+    ("student", "batch_size", 0, "student.batch_size must be a positive integer"),
+    ("teacher", "lr", float("nan"), "teacher.lr must be a finite number"),
+    ("tstddev", "epochs", 0, "tstddev.epochs must be an integer >= 1"),
+    ("tstddev", "group_size", "ten", "tstddev.group_size must be an integer >= 1"),
+    ("tstddev", "modes", "per-image", "tstddev.modes must be a non-empty list"),
+    ("student", "temperature", float("inf"), r"student.temperature must be in \(0, 1000\]"),
+])
+def test_every_sweep_value_is_checked_with_its_dotted_key(tmp_path, section, key, value, message):
+    import yaml
+
+    from augkd.sweep import SpecError, load_spec
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "experiments" /
+                           "digits_smoke.yaml").read_text())
+    spec.setdefault(section, {})[key] = value
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match=message):
+        load_spec(path)

@@ -79,19 +79,73 @@ def _add_file(tree: FileTree, name: str, content: bytes | Path) -> None:
         parent = parent.parent
 
 
-def _read_directory(root: Path) -> FileTree:
-    tree = FileTree(root)
+def _walk(root: Path):
+    """Walk ``root`` following symlinks safely: yields ``("dir" | "file", relative, full)``.
+
+    A symlink may point anywhere inside the root, but every real folder and file is reached at
+    most once: a link that leaves the root, forms a loop, or makes a folder or image appear a
+    second time (e.g. a class folder linked into another class, which would give its images a
+    second label) is refused with an error naming it.
+    """
+    root_real = root.resolve()
+    seen_dirs: dict[Path, Path] = {root_real: root}
+    seen_files: dict[Path, Path] = {}
+
+    def check(path: Path, kind: str, seen: dict[Path, Path]) -> None:
+        real = path.resolve()
+        if path.is_symlink() and not real.is_relative_to(root_real):
+            raise ValueError(f"symlink {path} points to {real}, outside the dataset root {root}")
+        if real in seen:
+            reason = ("a symlink loop" if kind == "folder" and path.is_symlink()
+                      and real in path.parents or real == root_real else "a second path")
+            raise ValueError(
+                f"{path} is {reason} to the {kind} {seen[real]}: each {kind} of a dataset "
+                "may be reached once (a linked class folder would give its images two labels)"
+            )
+        seen[real] = path
+
     for folder, subdirs, filenames in os.walk(root, followlinks=True):
         subdirs.sort()
-        base = Path(folder).relative_to(root)
-        for sub in subdirs:
-            name = _clean((base / sub).as_posix())
-            if name is not None:
-                tree.dirs.add(name)
+        base = Path(folder)
+        for sub in list(subdirs):
+            full = base / sub
+            name = _clean(full.relative_to(root).as_posix())
+            if name is None:
+                subdirs.remove(sub)  # hidden folders are never entered
+                continue
+            check(full, "folder", seen_dirs)
+            yield "dir", name, full
         for filename in sorted(filenames):
-            name = _clean((base / filename).as_posix())
-            if name is not None:
-                _add_file(tree, name, Path(folder) / filename)
+            full = base / filename
+            name = _clean(full.relative_to(root).as_posix())
+            if name is None:
+                continue
+            if full.is_symlink() and not full.exists():
+                raise ValueError(f"symlink {full} points to {os.readlink(full)}, which does "
+                                 "not exist")
+            check(full, "file", seen_files)
+            yield "file", name, full
+
+
+#: Default cap on one file of a dataset (``max_member_bytes``): far above any image of the
+#: benchmark, far below what would exhaust memory. Settable per load.
+DEFAULT_MAX_MEMBER_BYTES = 64 * 2**20
+
+
+def _check_size(where: str, size: int, cap: int) -> None:
+    if size > cap:
+        raise ValueError(f"{where} is {size:,} bytes, more than the cap of {cap:,} bytes per "
+                         "file (raise it with the max_member_bytes dataset option)")
+
+
+def _read_directory(root: Path, cap: int = DEFAULT_MAX_MEMBER_BYTES) -> FileTree:
+    tree = FileTree(root)
+    for kind, name, full in _walk(root):
+        if kind == "dir":
+            tree.dirs.add(name)
+        else:
+            _check_size(str(full), full.stat().st_size, cap)
+            _add_file(tree, name, full)
     return tree
 
 
@@ -121,7 +175,7 @@ def _tar_bytes(path: Path) -> bytes:
     return data  # no known compression: a plain tar, or garbage that tarfile refuses
 
 
-def _read_tar(path: Path) -> FileTree:
+def _read_tar(path: Path, cap: int = DEFAULT_MAX_MEMBER_BYTES) -> FileTree:
     tree = FileTree(path)
     raw = _tar_bytes(path)
     view = memoryview(raw)
@@ -131,6 +185,8 @@ def _read_tar(path: Path) -> FileTree:
     # at a block boundary from a shorter tar).
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
         for member in archive:
+            if member.isreg():
+                _check_size(f"{path}:{member.name}", member.size, cap)
             if member.isreg() and not member.issparse():
                 end = member.offset_data + member.size
                 if end > size:
@@ -164,7 +220,7 @@ def _read_tar(path: Path) -> FileTree:
     return tree
 
 
-def _read_zip(path: Path) -> FileTree:
+def _read_zip(path: Path, cap: int = DEFAULT_MAX_MEMBER_BYTES) -> FileTree:
     tree = FileTree(path)
     # A cut zip has lost its central directory (at the end): ZipFile raises BadZipFile. Reading
     # a member checks its CRC-32 and length (BadZipFile) and decompresses it (zlib.error,
@@ -181,6 +237,7 @@ def _read_zip(path: Path) -> FileTree:
             if info.is_dir():
                 tree.dirs.add(name)
                 continue
+            _check_size(f"{path}:{info.filename}", info.file_size, cap)
             try:
                 data = archive.read(info)
             except (OSError, ValueError) as exc:
@@ -189,17 +246,22 @@ def _read_zip(path: Path) -> FileTree:
     return tree
 
 
-def read_tree(path: Path) -> FileTree:
+def read_tree(path: Path, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> FileTree:
     """Read every file of the directory or archive ``path``.
+
+    Args:
+        max_member_bytes: the largest file accepted; a bigger one (by its size on disk or in
+            the archive's header) is refused before it is read into memory.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is a file of an unsupported kind, or a truncated/corrupt archive.
+        ValueError: ``path`` is a file of an unsupported kind, a truncated/corrupt archive, a
+            file over ``max_member_bytes``, or a symlink that leaves the root or loops.
     """
     if not path.exists():
         raise FileNotFoundError(f"image folder or archive {path} does not exist")
     if path.is_dir():
-        return _read_directory(path)
+        return _read_directory(path, max_member_bytes)
     if not is_archive(path):
         raise ValueError(
             f"{path} is neither a directory nor an archive ending with "
@@ -207,7 +269,7 @@ def read_tree(path: Path) -> FileTree:
         )
     reader = _read_zip if path.name.lower().endswith(".zip") else _read_tar
     try:
-        return reader(path)
+        return reader(path, max_member_bytes)
     except _CORRUPT_ERRORS as exc:
         raise ValueError(f"cannot read archive {path}: truncated or corrupt ({exc})") from exc
 
@@ -224,13 +286,8 @@ def directory_fingerprint(root: Path) -> str:
     Cheap (no file is read) and changes whenever a file is added, removed, resized or touched.
     """
     digest = hashlib.sha256()
-    for folder, subdirs, filenames in os.walk(root, followlinks=True):
-        subdirs.sort()
-        for filename in sorted(filenames):
-            full = Path(folder) / filename
-            name = _clean(full.relative_to(root).as_posix())
-            if name is None:
-                continue
+    for kind, name, full in _walk(root):
+        if kind == "file":
             stat = full.stat()
             digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from augkd.files import honour_umask
+
 CACHE_ENV = "AUGKD_CACHE"
 
 
@@ -22,17 +24,32 @@ def save_atomic(content: dict[str, Any], path: Path) -> None:
     """Write ``content`` with :func:`torch.save` to ``path`` via a temporary file and a rename.
 
     A reader never sees a half-written file, and concurrent writers of the same key simply
-    replace each other's identical result.
+    replace each other's identical result. A cache that cannot be written (disk full,
+    read-only) is warned about and skipped: the cache is an optimization, not a result.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
+    except OSError as err:
+        _warn_unwritable(path, err)
+        return
+    try:
+        honour_umask(handle)
         with os.fdopen(handle, "wb") as temp:
             torch.save(content, temp)
         os.replace(temp_name, path)
+    except OSError as err:  # a full or read-only cache disk: the cache is only an optimization
+        Path(temp_name).unlink(missing_ok=True)
+        _warn_unwritable(path, err)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def _warn_unwritable(path: Path, err: OSError) -> None:
+    warnings.warn(f"could not write the cache file {path} ({err.strerror or err}); going on "
+                  "without it (the data will be decoded again next time)", stacklevel=3)
 
 
 def load_cached(path: Path) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ import PIL.Image
 import torch
 
 from augkd.data.archive import (
+    DEFAULT_MAX_MEMBER_BYTES,
     FileTree,
     directory_fingerprint,
     file_sha256,
@@ -73,12 +74,23 @@ def _class_files(tree: FileTree, split_dir: str) -> dict[str, list[str]]:
     return dict(sorted(classes.items()))
 
 
-def _decode(tree: FileTree, path: str) -> np.ndarray:
+#: Default cap on one image's declared pixel count (``max_image_pixels``), checked from its
+#: header before it is decoded.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _decode(tree: FileTree, path: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode one image to uint8 ``[H, W]`` (grayscale) or ``[H, W, 3]`` (anything else)."""
     try:
         content = tree.files[path]
         source = io.BytesIO(content) if isinstance(content, bytes) else content
-        with PIL.Image.open(source) as image:
+        with PIL.Image.open(source) as image:  # reads the header only
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ValueError(
+                    f"it declares {width}x{height} pixels, more than the cap of {max_pixels:,} "
+                    "(raise it with the max_image_pixels dataset option)"
+                )
             mode = "L" if image.mode in _GRAY_MODES else "RGB"
             return np.asarray(image.convert(mode), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as exc:
@@ -104,7 +116,7 @@ def _stack(tree: FileTree, paths: list[str], arrays: list[np.ndarray]) -> torch.
 
 
 def decode_image_folder(
-    tree: FileTree,
+    tree: FileTree, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[list[str], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """Decode the ``train``/``test`` image folders of ``tree``.
 
@@ -132,7 +144,7 @@ def decode_image_folder(
     all_paths = paths["train"] + paths["test"]
     # Sequential on purpose: for small images Pillow spends most of its time in Python code
     # holding the GIL, so a thread pool measured no faster (about 3.5 s for CIFAR-10's 60,000).
-    images = _stack(tree, all_paths, [_decode(tree, path) for path in all_paths])
+    images = _stack(tree, all_paths, [_decode(tree, path, max_pixels) for path in all_paths])
     n_train = len(paths["train"])
     # Separate storages, so saving or moving one split never drags the other along.
     splits = {
@@ -168,6 +180,8 @@ def load_image_folder(
     *,
     cache: bool = True,
     cache_dir: str | Path | None = None,
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> Dataset:
     """An image-folder dataset from a directory or a .tar/.tar.gz/.tgz/.tar.xz/.zip archive.
 
@@ -176,11 +190,18 @@ def load_image_folder(
             (optionally wrapped in one top-level folder).
         cache: keep the decoded tensors in a cache file and reuse them on later loads.
         cache_dir: where cache files go; ``None`` means ``$AUGKD_CACHE`` or ``~/.cache/augkd``.
+        max_member_bytes: the largest file accepted (default 64 MiB), refused before reading.
+        max_image_pixels: the largest image accepted, by its declared width x height
+            (default 4096 x 4096), refused before decoding.
 
     Returns:
         A :class:`Dataset` whose checksum is the archive's sha256, or for a directory the
         sha256 of the decoded tensors.
     """
+    for name, value in (("max_member_bytes", max_member_bytes),
+                        ("max_image_pixels", max_image_pixels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"dataset option {name} must be a positive integer, got {value!r}")
     if root is None:
         raise ValueError("dataset 'imagefolder' needs root, a directory or archive of images")
     if not root.exists():
@@ -194,7 +215,7 @@ def load_image_folder(
         dataset = None if content is None else _from_cache(content, root)
         if dataset is not None:
             return dataset
-    classes, splits = decode_image_folder(read_tree(root))
+    classes, splits = decode_image_folder(read_tree(root, max_member_bytes), max_image_pixels)
     dataset = make_dataset(
         "imagefolder",
         *splits["train"],

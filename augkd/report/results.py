@@ -109,6 +109,9 @@ def _check_table(table: pd.DataFrame, where: str) -> None:
         if column in REQUIRED_COLUMNS or column in OPTIONAL_COLUMNS:
             if not pd.api.types.is_numeric_dtype(table[column]):
                 raise ResultsError(f"{where}: column {column} must be numeric")
+    bad = table.loc[~np.isfinite(table["t_stddev"].to_numpy(dtype=float)), "aug"].tolist()
+    if bad:  # a NaN teacher gives a ranking of NaNs: never render it as a result
+        raise ResultsError(f"{where}: T. stddev is not finite for {', '.join(map(str, bad))}")
 
 
 def load_results(folder: str | os.PathLike[str]) -> Results:

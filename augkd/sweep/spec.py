@@ -192,7 +192,7 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
             raise SpecError(f"grid.aug: {err}") from None
     for key in ("epochs", "seed"):
         for v in grid[key]:
-            if not isinstance(v, int) or v < (1 if key == "epochs" else 0):
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "epochs" else 0):
                 raise SpecError(f"grid.{key} values must be integers >= "
                                 f"{1 if key == 'epochs' else 0}, got {v!r}")
     for name in grid["balancer"]:
@@ -211,15 +211,21 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     allowed = tuple(f for f in fields if f not in _STUDENT_FIXED)
     _unknown("teacher", teacher, allowed + ("epochs",))
     _unknown("student", student, allowed)
-    try:  # every value a run will see, checked now rather than after hours of other runs
-        for pair in spec["pairs"]:
+    # every value a run will see, checked now rather than after hours of other runs; a field's
+    # message starts with its name, which becomes the full dotted key
+    for pair in spec["pairs"]:
+        try:
             teacher_config(spec, pair["teacher"])
-            for aug, balancer in itertools.product(grid["aug"], grid["balancer"]):
-                job = Job("student", Pair(pair["teacher"], pair["student"]), aug=aug,
-                          mode=grid["mode"][0], epochs=grid["epochs"][0], balancer=balancer)
+        except (ValueError, TypeError) as err:
+            raise SpecError(f"{source}: teacher.{err}") from None
+        for aug, balancer, epochs in itertools.product(grid["aug"], grid["balancer"],
+                                                       grid["epochs"]):
+            job = Job("student", Pair(pair["teacher"], pair["student"]), aug=aug,
+                      mode=grid["mode"][0], epochs=epochs, balancer=balancer)
+            try:
                 student_config(spec, job, teacher="(checked later)")
-    except (ValueError, TypeError) as err:
-        raise SpecError(f"{source}: {err}") from None
+            except (ValueError, TypeError) as err:
+                raise SpecError(f"{source}: student.{err}") from None
     ts = spec.setdefault("tstddev", {})
     if not isinstance(ts, dict):
         raise SpecError(f"tstddev must be a mapping with keys {', '.join(TSTDDEV_KEYS)}")

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from augkd.data import Dataset, load_dataset
-from augkd.models import create_model, load_kd_checkpoint
+from augkd.models import MODELS, create_model, load_kd_checkpoint
 from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from augkd.training.config import TrainConfig
@@ -80,11 +80,11 @@ def load_teacher(
     path = resolve_teacher_file(source)
     state = load_checkpoint(path)
     if state.get("format") == MODEL_FORMAT:
-        manifest = dict(state["manifest"])
+        manifest = read_manifest(path, state)
         _check_manifest(path, manifest, dataset)
         model = create_model(manifest["architecture"], manifest["num_classes"],
                              manifest["in_channels"])
-        model.load_state_dict(state["model"])
+        load_weights(model, state, path, manifest["architecture"])
     elif state.get("format") == CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is a training checkpoint (checkpoint.pt); give the run folder or its "
@@ -130,7 +130,7 @@ def load_student(
     state = load_checkpoint(path)
     if state.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not an augkd model.pt; give a finished student run folder")
-    manifest = dict(state["manifest"])
+    manifest = read_manifest(path, state)
     role = manifest.get("role", manifest.get("config", {}).get("role"))
     if role != "student":
         raise ValueError(f"{path} is a {role} run; CutMixPick-S scores with a KD student run")
@@ -146,9 +146,39 @@ def load_student(
             )
     model = create_model(manifest["architecture"], manifest["num_classes"],
                          manifest["in_channels"])
-    model.load_state_dict(state["model"])
+    load_weights(model, state, path, manifest["architecture"])
     model.to(device).eval().requires_grad_(False)
     return mark_trained(model, int(manifest["epochs"])), manifest
+
+
+_MANIFEST_KEYS = ("architecture", "num_classes", "in_channels", "dataset_checksum")
+
+
+def read_manifest(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of an augkd model.pt, checked to hold what loading needs."""
+    manifest = state.get("manifest")
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} has no manifest: it is not a model.pt written by an augkd run")
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise ValueError(f"the manifest of {path} lacks {', '.join(missing)}")
+    if manifest["architecture"] not in MODELS:
+        raise ValueError(f"{path} names architecture {manifest['architecture']!r}, which augkd "
+                         f"does not know (known: {', '.join(MODELS)})")
+    return dict(manifest)
+
+
+def load_weights(model: nn.Module, state: dict[str, Any], path: Path, architecture: str) -> None:
+    """``model.load_state_dict(state["model"])`` with one clear error naming the file."""
+    weights = state.get("model")
+    if not isinstance(weights, dict):
+        raise ValueError(f"{path} holds no model weights (key 'model')")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # missing/unexpected keys or a wrong tensor shape
+        detail = " ".join(str(err).split())
+        raise ValueError(f"the weights in {path} do not fit its architecture {architecture}: "
+                         f"{detail[:300]}") from None
 
 
 def _check_manifest(path: Path, manifest: dict[str, Any], dataset: Dataset) -> None:

@@ -26,6 +26,10 @@ from augkd.training.checkpoint import atomic_write_text
 from augkd.training.config import TrainConfig
 
 
+class RunFolderBusyError(BlockingIOError):
+    """Another process holds the run folder's lock: it is writing that run right now."""
+
+
 @contextlib.contextmanager
 def exclusive(lock_path: Path, log=print, what: str = "this") -> Iterator[None]:
     """Hold a blocking OS lock on ``lock_path``: one process at a time trains ``what`` (a
@@ -91,14 +95,14 @@ class RunDir:
         """Hold an OS lock on the folder while a run writes it (released on exit or kill).
 
         Raises:
-            RuntimeError: another process holds the folder's lock (it is writing this run).
+            RunFolderBusyError: another process holds the folder's lock (it writes this run).
         """
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RuntimeError(
+                raise RunFolderBusyError(
                     f"run folder {self.path} is being written by another process; wait for it "
                     "or choose another --out"
                 ) from None

@@ -368,11 +368,21 @@ class Trainer:
             raise ValueError(
                 f"cannot resume {self.run.path}: its config differs in {', '.join(diff)}"
             )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.balancer is not None:
-            self.balancer.load_state_dict(state["balancer"])
+        missing = [k for k in ("model", "optimizer", "scheduler", "balancer", "torch_rng",
+                                "epoch") if k not in state]
+        if missing:
+            raise ValueError(f"cannot resume from {self.run.checkpoint}: it lacks "
+                             f"{', '.join(missing)} (not a complete augkd training checkpoint)")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.balancer is not None:
+                self.balancer.load_state_dict(state["balancer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            detail = " ".join(str(err).split())
+            raise ValueError(f"cannot resume from {self.run.checkpoint}: its state does not "
+                             f"fit this run ({detail[:300]})") from None
         torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = int(state["epoch"])
         if self.dist.is_main:

@@ -348,3 +348,22 @@ def test_every_sweep_value_is_checked_with_its_dotted_key(tmp_path, section, key
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(SpecError, match=message):
         load_spec(path)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"train_subset": 0}, "dataset.options.train_subset must be a positive integer"),
+    ({"resize": "big"}, "dataset.options.resize must be a positive integer"),
+    ({"colour": True}, r"unknown key\(s\) colour in dataset.options"),
+])
+def test_dataset_options_of_a_sweep_are_checked_before_anything_runs(tmp_path, options, message):
+    import yaml
+
+    from augkd.sweep import SpecError, load_spec
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "experiments" /
+                           "digits_smoke.yaml").read_text())
+    spec["dataset"] = {"name": "digits", "options": options}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match=message):
+        load_spec(path)

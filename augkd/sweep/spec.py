@@ -17,7 +17,8 @@ import yaml
 
 from augkd.augment import create
 from augkd.balance import BALANCERS
-from augkd.data import DATASETS
+from augkd.data import DATASETS, accepted_options
+from augkd.data.dataset import TRANSFORM_OPTIONS
 from augkd.models import MODELS
 from augkd.rank import MODES
 from augkd.training import TrainConfig, default_lr
@@ -155,6 +156,16 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     _unknown("dataset", dataset, ("name", "root", "options"))
     if dataset["name"] not in DATASETS:
         raise SpecError(f"unknown dataset {dataset['name']!r}; known: {', '.join(DATASETS)}")
+    options = dataset.get("options", {})
+    if not isinstance(options, dict):
+        raise SpecError(f"dataset.options must be a mapping, got {options!r}")
+    accepted = accepted_options(dataset["name"]) + list(TRANSFORM_OPTIONS)
+    _unknown("dataset.options", options, tuple(accepted))
+    for key in ("resize", "train_subset"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise SpecError(f"dataset.options.{key} must be a positive integer, got {value!r}")
     spec["dataset"] = dataset
     pairs = spec.get("pairs")
     if not isinstance(pairs, list) or not pairs:

@@ -396,6 +396,9 @@ def test_sweep_tables_carry_agb_lambda(tmp_path):
     assert "agb_lambda" in pd.read_csv(tmp_path / "s" / "summary.csv")
     for run in (tmp_path / "s" / "students").rglob("summary.json"):
         assert (run.parent / "agb_search.csv").is_file()
+    (folder,) = (tmp_path / "s" / "results").iterdir()
+    per_da = pd.read_csv(folder / "results.csv")
+    assert per_da["agb_lambda"].astype(str).str.fullmatch(r"0\.[13579]").all()
 
 
 # ------------------------------------------------------------------ dataset options of the study

@@ -79,6 +79,10 @@ def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
                 s_test_acc=("last_test_acc", "mean"), s_test_acc_std=("last_test_acc", "std"),
                 n_seeds=("seed", "count"),
             ).fillna(0.0).sort_values("t_stddev").reset_index()
+            if part["agb_lambda"].notna().any():  # the lambda AGB's search chose, per seed
+                chosen = part.groupby("aug", sort=False)["agb_lambda"].agg(
+                    lambda v: "/".join(f"{x:g}" for x in v if pd.notna(x)))
+                per_aug["agb_lambda"] = per_aug["aug"].map(chosen)
             teacher, student = pair.split("-", 1)
             summary: dict[str, Any] = {"protocol": {
                 "dataset": runner.spec["dataset"]["name"],

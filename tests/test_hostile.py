@@ -367,3 +367,32 @@ def test_dataset_options_of_a_sweep_are_checked_before_anything_runs(tmp_path, o
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(SpecError, match=message):
         load_spec(path)
+
+
+def test_two_ranks_never_train_the_same_cached_teacher(tmp_path, digits):
+    """The second rank waits on the cache lock, then uses the teacher the first one trained."""
+    import fcntl
+    import threading
+
+    from augkd.rank import RankConfig, obtain_teacher
+
+    cfg = RankConfig(teacher="resnet8", teacher_epochs=1, cache_dir=str(tmp_path), device="cpu",
+                     progress=False)
+    run_dir = (tmp_path / "teachers" /
+               f"{digits.name}-{digits.checksum[:12]}-resnet8-e1-s0")
+    lock = run_dir.with_suffix(".lock")
+    lock.parent.mkdir(parents=True)
+    logs: list[str] = []
+    with open(lock, "a") as held:  # "the first rank" holds the lock while it trains
+        fcntl.flock(held, fcntl.LOCK_EX)
+        second = threading.Thread(target=lambda: obtain_teacher(cfg, digits, "cpu",
+                                                                logs.append))
+        second.start()
+        second.join(timeout=3)
+        assert second.is_alive()  # blocked on the lock
+        train(teacher_cfg(), run_dir, data=digits, log=lambda s: None)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    second.join(timeout=60)
+    assert not second.is_alive()
+    assert any("waiting for another process" in line for line in logs)
+    assert len(RunDir(run_dir).read_metrics()) == 1  # trained once, by the first

@@ -326,10 +326,10 @@ def test_randaugment_and_trivialaugment_draw_every_op_and_bin() -> None:
     "build,message",
     [
         (lambda: AutoAugment(policy="cifar100"), "policy must be one of cifar10, imagenet, svhn"),
-        (lambda: RandAugment(num_ops=0), "num_ops must be an integer >= 1, got 0"),
+        (lambda: RandAugment(num_ops=0), "num_ops must be an integer in [1, 16], got 0"),
         (lambda: RandAugment(magnitude=31), "magnitude must be an integer in [0, 30], got 31"),
         (lambda: RandAugment(magnitude=3, num_magnitude_bins=3), "in [0, 2], got 3"),
-        (lambda: RandAugment(num_ops=True), "num_ops must be an integer >= 1, got True"),
+        (lambda: RandAugment(num_ops=True), "num_ops must be an integer in [1, 16], got True"),
         (lambda: TrivialAugment(num_magnitude_bins=1), "num_magnitude_bins must be an integer"),
     ],
 )

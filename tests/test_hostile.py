@@ -329,6 +329,7 @@ def test_a_report_of_non_finite_t_stddev_is_refused(tmp_path):
 
 @pytest.mark.parametrize("section, key, value, message", [
     ("grid", "seed", [True], "grid.seed values must be integers"),
+    ("grid", "seed", [2**64], r"grid.seed values must be integers in \[0, 2\*\*63 - 1\]"),
     ("student", "batch_size", 0, "student.batch_size must be a positive integer"),
     ("teacher", "lr", float("nan"), "teacher.lr must be a finite number"),
     ("tstddev", "epochs", 0, "tstddev.epochs must be an integer >= 1"),

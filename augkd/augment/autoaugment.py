@@ -267,6 +267,12 @@ class _OpChain(Augmentation):
         return AugmentOutput(images=out)
 
 
+#: Bounds of RandAugment's ops per image and of the magnitude bins: far above any published
+#: setting (2 ops, 31 bins), far below what would exhaust memory in the first batch.
+MAX_OPS = 16
+MAX_BINS = 1024
+
+
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
     """Return ``value`` if it is an int in [low, high], else raise a ValueError naming it."""
     allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
@@ -372,8 +378,8 @@ class RandAugment(_OpChain):
         num_magnitude_bins: int = 31,
         per_batch: bool = False,
     ) -> None:
-        num_ops = _check_int("num_ops", num_ops, 1)
-        num_magnitude_bins = _check_int("num_magnitude_bins", num_magnitude_bins, 2)
+        num_ops = _check_int("num_ops", num_ops, 1, MAX_OPS)
+        num_magnitude_bins = _check_int("num_magnitude_bins", num_magnitude_bins, 2, MAX_BINS)
         magnitude = _check_int("magnitude", magnitude, 0, num_magnitude_bins - 1)
         super().__init__(num_bins=num_magnitude_bins, per_batch=per_batch)
         self.num_ops = num_ops
@@ -412,7 +418,7 @@ class TrivialAugment(_OpChain):
     wide = True
 
     def __init__(self, *, num_magnitude_bins: int = 31, per_batch: bool = False) -> None:
-        num_magnitude_bins = _check_int("num_magnitude_bins", num_magnitude_bins, 2)
+        num_magnitude_bins = _check_int("num_magnitude_bins", num_magnitude_bins, 2, MAX_BINS)
         super().__init__(num_bins=num_magnitude_bins, per_batch=per_batch)
         self.num_magnitude_bins = num_magnitude_bins
 

@@ -16,7 +16,6 @@ so ``spec_of(create(s)) == s`` for every canonical ``s``, e.g. every entry of :d
 from __future__ import annotations
 
 import inspect
-import math
 import re
 import types
 import typing
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 from augkd.augment.base import Augmentation
 from augkd.augment.registry import AUGMENTATIONS
+from augkd.numbers import is_finite
 from augkd.registry import UnknownNameError
 
 #: Short names for a DA with some parameters fixed: alias -> (registered name, fixed params).
@@ -162,7 +162,7 @@ def _coerce(aug: str, key: str, value: Any, hint: Any) -> Any:
         check_param(aug, key, value, type(value) is int, "an integer")
         return value
     if hint is float:
-        check_param(aug, key, value, type(value) in (int, float) and math.isfinite(value),
+        check_param(aug, key, value, type(value) in (int, float) and is_finite(value),
                     "a finite number")
         return float(value)
     if hint is str:

@@ -22,13 +22,14 @@ from augkd.data.dataset import TRANSFORM_OPTIONS
 from augkd.models import MODELS
 from augkd.rank import MODES
 from augkd.training import TrainConfig, default_lr
-from augkd.training.config import yaml_error
+from augkd.training.config import MAX_SEED, yaml_error
 from augkd.training.run import safe_name
 
 TOP_KEYS = ("name", "dataset", "pairs", "teacher", "student", "grid", "tstddev", "out", "device")
 GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode")
 TSTDDEV_KEYS = ("epochs", "batch_size", "group_size", "modes", "cross_mode")
-_STUDENT_FIXED = ("role", "model", "dataset", "root", "teacher", "aug", "epochs", "seed",
+_STUDENT_FIXED = ("role", "model", "dataset", "root", "dataset_options", "teacher", "aug",
+                  "epochs", "seed",
                   "balancer", "per_batch")
 
 
@@ -138,9 +139,10 @@ def apply_override(spec: dict[str, Any], item: str) -> None:
 
 
 def _unknown(section: str, given: dict, known: tuple[str, ...]) -> None:
-    bad = sorted(set(given) - set(known))
+    bad = sorted((k for k in given if k not in known), key=repr)
     if bad:
-        raise SpecError(f"unknown key(s) {', '.join(bad)} in {section}; known: {', '.join(known)}")
+        shown = ", ".join(k if isinstance(k, str) and k.isprintable() else repr(k) for k in bad)
+        raise SpecError(f"unknown key(s) {shown} in {section}; known: {', '.join(known)}")
 
 
 def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
@@ -148,6 +150,13 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     spec = copy.deepcopy(spec)
     _unknown(source, spec, TOP_KEYS)
     spec.setdefault("name", Path(source).stem)
+    name = spec["name"]
+    if not isinstance(name, str) or not name or safe_name(name) != name or name in (".", ".."):
+        raise SpecError(f"name must be a non-empty file name (letters, digits, -_.+), got "
+                        f"{name!r}")
+    for key in ("out", "device"):
+        if key in spec and spec[key] is not None and not isinstance(spec[key], str):
+            raise SpecError(f"{key} must be a string, got {spec[key]!r}")
     dataset = spec.get("dataset", {"name": "digits"})
     if isinstance(dataset, str):
         dataset = {"name": dataset}
@@ -175,7 +184,8 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
             raise SpecError(f"each pair must be a mapping, got {pair!r}")
         _unknown("a pair", pair, ("teacher", "student", "teacher_run"))
         if "teacher_run" in pair:
-            pair["teacher_run"] = str(pair["teacher_run"])
+            if not isinstance(pair["teacher_run"], str) or not pair["teacher_run"]:
+                raise SpecError(f"pairs: teacher_run must be a path, got {pair['teacher_run']!r}")
         for role in ("teacher", "student"):
             if pair.get(role) not in MODELS:
                 raise SpecError(f"unknown {role} model {pair.get(role)!r} in pairs; "
@@ -193,6 +203,9 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
             values = [values]
         if not values:
             raise SpecError(f"grid.{key} must be a non-empty list")
+        nested = [v for v in values if isinstance(v, list | dict)]
+        if nested:
+            raise SpecError(f"grid.{key} must list plain values, got {nested[0]!r} inside")
         if len(set(map(str, values))) != len(values):
             raise SpecError(f"grid.{key} lists a value twice: {values}")
         grid[key] = values
@@ -203,9 +216,10 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
             raise SpecError(f"grid.aug: {err}") from None
     for key in ("epochs", "seed"):
         for v in grid[key]:
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "epochs" else 0):
-                raise SpecError(f"grid.{key} values must be integers >= "
-                                f"{1 if key == 'epochs' else 0}, got {v!r}")
+            if (isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "epochs" else 0)
+                    or v > MAX_SEED):
+                raise SpecError(f"grid.{key} values must be integers in "
+                                f"[{1 if key == 'epochs' else 0}, 2**63 - 1], got {v!r}")
     for name in grid["balancer"]:
         if name not in BALANCERS:
             raise SpecError(f"unknown balancer {name!r} in grid; known: {', '.join(BALANCERS)}")
@@ -248,7 +262,8 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     ts.setdefault("cross_mode", False)
     if not isinstance(ts["cross_mode"], bool):
         raise SpecError(f"tstddev.cross_mode must be true or false, got {ts['cross_mode']!r}")
-    if not isinstance(ts["modes"], list) or not ts["modes"]:
+    if (not isinstance(ts["modes"], list) or not ts["modes"]
+            or not all(isinstance(m, str) for m in ts["modes"])):
         raise SpecError(f"tstddev.modes must be a non-empty list of {', '.join(MODES)}, "
                         f"got {ts['modes']!r}")
     for key in ("epochs", "batch_size", "group_size"):

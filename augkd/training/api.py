@@ -325,8 +325,9 @@ def search_agb_lambda(
 def _read_search_table(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    with path.open(newline="") as f:  # epochs stay integers, so a resumed table is the same
+        return [{k: int(v) if k == "epochs" else float(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 def _write_search_table(path: Path, rows: list[dict[str, float]]) -> None:

@@ -7,12 +7,13 @@ be repeated, or resumed, from its folder alone.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from augkd.numbers import is_finite
 
 ROLES = ("teacher", "student")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes seeds below 2**64; epoch seeds mix it
@@ -100,11 +101,11 @@ class TrainConfig:
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        if not (is_finite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+        if not (is_finite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be a finite number >= 0, got "
                              f"{self.weight_decay!r}")
         if not 0 < self.lr_decay_rate <= 1:
@@ -121,7 +122,7 @@ class TrainConfig:
             raise ValueError("agb_search_lambdas must list at least one lambda in [0, 1]")
         for name in ("mean", "std"):
             stats = getattr(self, name)
-            if stats is not None and not all(0 <= v < float("inf") for v in stats):
+            if stats is not None and not all(is_finite(v) and v >= 0 for v in stats):
                 raise ValueError(f"{name} must hold finite values >= 0, got {stats}")
         if self.std is not None and not all(v > 0 for v in self.std):
             raise ValueError(f"std must be > 0 per channel, got {self.std}")
@@ -136,7 +137,7 @@ class TrainConfig:
                              f"{self.temperature!r}")
         for name in ("w_task", "w_distill"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if not (is_finite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.role == "student" and not self.teacher:
             raise ValueError("a student run needs a teacher: give --teacher RUN_DIR_OR_CKPT")
@@ -187,10 +188,11 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build a config from a dict, rejecting unknown keys by name."""
         known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted((k for k in data if k not in known), key=repr)
         if unknown:
             raise ValueError(
-                f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(known)}"
+                f"unknown config key(s) {', '.join(map(repr, unknown))}; known: "
+                f"{', '.join(known)}"
             )
         values = {k: tuple(v) if isinstance(v, list) and k != "dataset_options" else v
                   for k, v in data.items()}
@@ -224,9 +226,11 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(yaml_error(path, err)) from None
+    if data is None:  # an empty file: every default
+        data = {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
     return data

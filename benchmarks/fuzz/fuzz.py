@@ -158,7 +158,7 @@ def classify(
         signal.signal(signal.SIGALRM, old)
     seconds = time.perf_counter() - t0
     problems = list(input_problems or [])
-    if post is not None:
+    if post is not None and not problems:  # the result's values, unless the input was bad
         try:
             problems += [p for p in post(value) if p not in problems]
         except Exception as err:  # noqa: BLE001 - an accepted value the oracle cannot read
@@ -611,6 +611,9 @@ def sweep_problems(spec: Any) -> list[str]:
             continue
         bad = [k for k in sec if k not in allowed + extra]
         if not need(not bad, f"{section} has unknown keys {bad}"):
+            continue
+        if not need("dataset_options" not in sec, f"{section}.dataset_options (the dataset's "
+                    "options belong in dataset.options)"):
             continue
         if problems or not isinstance(pairs, list):
             continue  # the configs below need the rest to be valid

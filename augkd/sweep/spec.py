@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +155,11 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     if not isinstance(name, str) or not name or safe_name(name) != name or name in (".", ".."):
         raise SpecError(f"name must be a non-empty file name (letters, digits, -_.+), got "
                         f"{name!r}")
-    for key in ("out", "device"):
-        if key in spec and spec[key] is not None and not isinstance(spec[key], str):
-            raise SpecError(f"{key} must be a string, got {spec[key]!r}")
+    if "out" in spec and spec["out"] is not None and not isinstance(spec["out"], str):
+        raise SpecError(f"out must be a folder path, got {spec['out']!r}")
+    if "device" in spec and not (isinstance(spec["device"], str)
+                                 and re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec["device"])):
+        raise SpecError(f"device must be auto, cpu, cuda or cuda:N, got {spec['device']!r}")
     dataset = spec.get("dataset", {"name": "digits"})
     if isinstance(dataset, str):
         dataset = {"name": dataset}

@@ -138,7 +138,8 @@ def test_unknown_option_is_named_with_the_accepted_ones() -> None:
     message = str(info.value)
     assert "test_fration" in message and "digits" in message
     assert "test_fraction" in message and "seed" in message
-    assert accepted_options("imagefolder") == ["cache", "cache_dir"]
+    assert accepted_options("imagefolder") == ["cache", "cache_dir", "max_member_bytes",
+                                               "max_image_pixels"]
     assert accepted_options("cifar10") == ["download"]
 
 

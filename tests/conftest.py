@@ -34,3 +34,4 @@ def digits():
     from augkd.data import load_dataset
 
     return load_dataset("digits")
+

@@ -19,7 +19,6 @@ import pandas as pd
 import PIL.Image
 import pytest
 import torch
-import yaml
 
 from augkd.augment import create
 from augkd.augment.mixing import CutMix, sample_derangement
@@ -35,6 +34,7 @@ from augkd.sweep import main as sweep_main
 from augkd.train import main as train_main
 from augkd.training import Split, TrainConfig, Trainer, load_student, train
 from augkd.training.run import RunDir
+from tests.helpers import write_changed_spec
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(dataset="digits", progress=False, device="cpu")
@@ -180,15 +180,7 @@ def _digits_spec(tmp_path: Path, **changes) -> Path:
                  "balancer": ["manual"], "mode": ["per-image"]},
         "tstddev": {"epochs": 2},
     }
-    for dotted, value in changes.items():
-        node = spec
-        *head, last = dotted.split("__")
-        for key in head:
-            node = node[key]
-        node[last] = value
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_changed_spec(spec, tmp_path, **changes)
 
 
 def test_sweep_per_batch_flag_sets_both_modes(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from augkd.sweep import SpecError, SweepRunner, load_spec, main, parse_shard
+from tests.helpers import write_changed_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "experiments" / "digits_smoke.yaml"
@@ -16,15 +17,7 @@ SMOKE = REPO / "experiments" / "digits_smoke.yaml"
 
 def write_spec(tmp_path: Path, **changes) -> Path:
     spec = yaml.safe_load(SMOKE.read_text())
-    for dotted, value in changes.items():
-        node = spec
-        *head, last = dotted.split("__")
-        for key in head:
-            node = node[key]
-        node[last] = value
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_changed_spec(spec, tmp_path, **changes)
 
 
 def test_shipped_specs_validate_and_expand():

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from augkd.files import honour_umask
+from augkd.files import atomic_write
 
 CACHE_ENV = "AUGKD_CACHE"
 
@@ -28,28 +27,10 @@ def save_atomic(content: dict[str, Any], path: Path) -> None:
     read-only) is warned about and skipped: the cache is an optimization, not a result.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-    except OSError as err:
-        _warn_unwritable(path, err)
-        return
-    try:
-        honour_umask(handle)
-        with os.fdopen(handle, "wb") as temp:
-            torch.save(content, temp)
-        os.replace(temp_name, path)
+        atomic_write(path, lambda f: torch.save(content, f))
     except OSError as err:  # a full or read-only cache disk: the cache is only an optimization
-        Path(temp_name).unlink(missing_ok=True)
-        _warn_unwritable(path, err)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def _warn_unwritable(path: Path, err: OSError) -> None:
-    warnings.warn(f"could not write the cache file {path} ({err.strerror or err}); going on "
-                  "without it (the data will be decoded again next time)", stacklevel=3)
+        warnings.warn(f"could not update the data cache: {err.strerror or err}; going on "
+                      "without it (the data will be decoded again next time)", stacklevel=2)
 
 
 def load_cached(path: Path) -> dict[str, Any] | None:

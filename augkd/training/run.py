@@ -18,7 +18,7 @@ import contextlib
 import fcntl
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,37 +31,45 @@ class RunFolderBusyError(BlockingIOError):
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: Path, log=print, what: str = "this") -> Iterator[None]:
-    """Hold a blocking OS lock on ``lock_path``: one process at a time trains ``what`` (a
-    cached teacher, a shared scorer student); the others wait, then find it finished. The
-    lock dies with its holder, so a killed process never leaves a stale lock."""
+def _flock(lock_path: Path, wait: Callable[[], bool]) -> Iterator[bool]:
+    """Hold an exclusive OS lock (flock) on ``lock_path``; yields whether it is held.
+
+    When another process holds it, ``wait()`` decides: True blocks until the lock is free,
+    False gives up at once. The lock dies with its holder, so a killed process never leaves a
+    stale lock behind.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log(f"waiting for another process to finish {what}")
+            if not wait():
+                yield False
+                return
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
-def try_exclusive(lock_path: Path) -> Iterator[bool]:
-    """Try the OS lock on ``lock_path`` without waiting; yields whether it was taken."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def exclusive(lock_path: Path, log=print, what: str = "this") -> Iterator[None]:
+    """Hold a blocking OS lock on ``lock_path``: one process at a time trains ``what`` (a
+    cached teacher, a shared scorer student); the others wait, then find it finished."""
+
+    def wait() -> bool:
+        log(f"waiting for another process to finish {what}")
+        return True
+
+    with _flock(lock_path, wait):
+        yield
+
+
+def try_exclusive(lock_path: Path) -> contextlib.AbstractContextManager[bool]:
+    """Try the OS lock on ``lock_path`` without waiting; the context yields whether it was
+    taken."""
+    return _flock(lock_path, lambda: False)
 
 
 def default_run_name(cfg: TrainConfig) -> str:
@@ -97,19 +105,13 @@ class RunDir:
         Raises:
             RunFolderBusyError: another process holds the folder's lock (it writes this run).
         """
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with _flock(self.path / ".lock", lambda: False) as held:
+            if not held:
                 raise RunFolderBusyError(
                     f"run folder {self.path} is being written by another process; wait for it "
                     "or choose another --out"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                )
+            yield
 
     def create(self, cfg: TrainConfig) -> None:
         """Make the folder and freeze ``cfg`` into it."""

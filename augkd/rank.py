@@ -45,8 +45,8 @@ from augkd.metrics import correlations, measure_t_stddev
 from augkd.models import MODELS
 from augkd.report import build_report, write_results
 from augkd.training import TrainConfig, default_lr, load_student, load_teacher, train
-from augkd.training.api import resolve_teacher_file
-from augkd.training.run import RunDir, exclusive, safe_name
+from augkd.training.api import resolve_teacher_file, train_once
+from augkd.training.run import RunDir, safe_name
 from augkd.training.trainer import resolve_device
 
 MODES = ("per-image", "per-batch")
@@ -137,9 +137,7 @@ def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=pri
                            dataset_options=dataset_options(cfg),
                            epochs=cfg.teacher_epochs, lr=default_lr(cfg.teacher),
                            device=cfg.device, progress=cfg.progress)
-        with exclusive(run_dir.with_suffix(".lock"), log, f"teacher {run_dir.name}"):
-            if not run.is_finished():  # another process may have trained it meanwhile
-                train(tcfg, run_dir, resume=run.config.is_file(), data=data, log=log)
+        train_once(tcfg, run_dir, data=data, log=log, what=f"teacher {run_dir.name}")
     else:
         log(f"using the cached {cfg.teacher} teacher in {run_dir}")
     return load_teacher(run_dir, data, device), run_dir
@@ -215,10 +213,8 @@ def obtain_scoring_student(cfg: RankConfig, data: Dataset, teacher_dir: Path, de
             lr=default_lr(cfg.student), balancer="manual", device=cfg.device,
             progress=cfg.progress,
         )
-        with exclusive(run.path.with_suffix(".lock"), log, f"scorer student {run.path.name}"):
-            if not run.is_finished():
-                train(scfg, run.path, resume=run.config.is_file(), data=data,
-                      log=lambda s: None)
+        train_once(scfg, run.path, data=data, log=log, quiet=True,
+                   what=f"scorer student {run.path.name}")
     else:
         log(f"cutmixpick-s scorer: the cached {cfg.student} KD student in {run.path}")
     model, manifest = load_student(run.path, data, device, teacher=teacher_dir)
@@ -235,11 +231,10 @@ def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Pat
     normalize = Normalize(data.mean, data.std)
     rows = []
     (out / "tstddev").mkdir(parents=True, exist_ok=True)
-    student = student_scorer
     for seed in range(cfg.seeds):
         for aug in cfg.augs:
             result = measure_aug(
-                teacher, images, normalize, aug, mode, seed, student=student,
+                teacher, images, normalize, aug, mode, seed, student=student_scorer,
                 epochs=cfg.epochs, batch_size=cfg.batch_size, group_size=cfg.group_size,
                 progress=cfg.progress, bf16=cfg.bf16,
                 teacher_name=f"teacher {cfg.teacher}",

@@ -16,6 +16,7 @@ from augkd.data import load_dataset
 from augkd.rank import measure_aug, needs_student_scorer
 from augkd.sweep.spec import Job, SpecError, Sweep, student_config, teacher_config
 from augkd.training import TrainConfig, load_student, load_teacher, train
+from augkd.training.api import train_once
 from augkd.training.checkpoint import atomic_write_text
 from augkd.training.run import RunDir, exclusive, safe_name, try_exclusive
 from augkd.training.trainer import resolve_device
@@ -145,14 +146,9 @@ class SweepRunner:
         run = RunDir(self.out / "teachers" / model)
         if run.is_finished():
             return run.path
-        run.path.parent.mkdir(parents=True, exist_ok=True)
-        # An OS lock, released when its holder exits or is killed, so two shards never train
-        # the same teacher at once and a killed sweep never leaves a stale lock behind.
-        with exclusive(run.path.with_suffix(".lock"), self.log, f"teacher {model}"):
-            if not run.is_finished():
-                cfg = self.teacher_config(model)
-                train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
-        return run.path
+        # two shards or workers never train the same teacher at once
+        return train_once(self.teacher_config(model), run.path, data=self.data, log=self.log,
+                          what=f"teacher {model}")
 
     def teacher_config(self, model: str) -> TrainConfig:
         """The TrainConfig of the teacher run of ``model`` (spec section ``teacher``)."""
@@ -175,8 +171,7 @@ class SweepRunner:
         if not self.is_done(scorer):
             self.log(f"  {job.aug} needs a trained student: running {scorer.key} first")
             with self.claim(scorer):
-                if not self.is_done(scorer):
-                    self._run_student(scorer)
+                self._run_claimed(scorer, "  [scorer]")
         return load_student(self.out / scorer.key, self.data, self.device,
                             teacher=self.teacher_dir(job.pair.teacher))[0]
 

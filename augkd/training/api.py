@@ -23,7 +23,7 @@ from augkd.models import MODELS, create_model, load_kd_checkpoint
 from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from augkd.training.config import TrainConfig
-from augkd.training.run import RunDir, default_run_name
+from augkd.training.run import RunDir, default_run_name, exclusive
 from augkd.training.trainer import (
     CHECKPOINT_FORMAT,
     MODEL_FORMAT,
@@ -268,6 +268,26 @@ def train(
     log(f"{cfg.role} {cfg.model}: test top-1 {summary['last']['test_top1']:.2f}% "
         f"(loss {summary['last']['test_loss']:.4f}) -> {run.path}")
     return RunResult(run.path, summary)
+
+
+def train_once(
+    cfg: TrainConfig, out: str | Path, *, data: Dataset | None = None,
+    log: Callable[[str], None] = print, what: str | None = None, quiet: bool = False,
+) -> Path:
+    """The finished run in ``out``, training (or resuming) it first if it is not finished.
+
+    Several processes may ask for the same run (two ranks sharing a cache, the shards or
+    workers of a sweep): an OS lock beside the folder lets one train while the others wait
+    (saying so in ``log``) and then find it finished, so the run is trained once. ``quiet``
+    keeps the training's own lines out of ``log``.
+    """
+    run = RunDir(out)
+    if not run.is_finished():
+        with exclusive(run.path.with_suffix(".lock"), log, what or str(run.path)):
+            if not run.is_finished():  # another process may have trained it meanwhile
+                train(cfg, run.path, resume=run.config.is_file(), data=data,
+                      log=(lambda line: None) if quiet else log)
+    return run.path
 
 
 def resolve_normalization(cfg: TrainConfig, data: Dataset) -> TrainConfig:

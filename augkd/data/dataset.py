@@ -218,7 +218,8 @@ def accepted_options(name: str) -> list[str]:
 TRANSFORM_OPTIONS = ("resize", "train_subset", "subset_seed")
 
 
-def _positive_int(name: str, value: object) -> int:
+def positive_int_option(name: str, value: object) -> int:
+    """``value`` if it is an int >= 1 (not a bool), else a ValueError naming the option."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"dataset option {name} must be a positive integer, got {value!r}")
     return value
@@ -274,7 +275,7 @@ def apply_transforms(
     train_images, train_labels = data.train_images, data.train_labels
     test_images = data.test_images
     if train_subset is not None:
-        _positive_int("train_subset", train_subset)
+        positive_int_option("train_subset", train_subset)
         if isinstance(subset_seed, bool) or not isinstance(subset_seed, int) or subset_seed < 0:
             raise ValueError(f"dataset option subset_seed must be an integer >= 0, "
                              f"got {subset_seed!r}")
@@ -282,7 +283,7 @@ def apply_transforms(
         train_images, train_labels = train_images[keep], train_labels[keep]
         options.update(train_subset=train_subset, subset_seed=subset_seed)
     if resize is not None:
-        _positive_int("resize", resize)
+        positive_int_option("resize", resize)
         if (resize, resize) != data.image_size:
             train_images = resize_images(train_images, resize)
             test_images = resize_images(test_images, resize)
@@ -338,6 +339,6 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
     transforms = {k: options.pop(k) for k in TRANSFORM_OPTIONS if k in options}
     for key in ("resize", "train_subset"):  # bad values fail before any data is read
         if transforms.get(key) is not None:
-            _positive_int(key, transforms[key])
+            positive_int_option(key, transforms[key])
     root_path = None if root is None else Path(root).expanduser()
     return apply_transforms(loader(root_path, **options), **transforms)

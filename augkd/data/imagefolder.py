@@ -24,7 +24,7 @@ from augkd.data.archive import (
     read_tree,
 )
 from augkd.data.cache import default_cache_dir, load_cached, save_atomic
-from augkd.data.dataset import DATASETS, Dataset, make_dataset
+from augkd.data.dataset import DATASETS, Dataset, make_dataset, positive_int_option
 
 # Bump when the decoded tensors for the same source would change (decoding rules, layout).
 CACHE_FORMAT = 1
@@ -198,10 +198,8 @@ def load_image_folder(
         A :class:`Dataset` whose checksum is the archive's sha256, or for a directory the
         sha256 of the decoded tensors.
     """
-    for name, value in (("max_member_bytes", max_member_bytes),
-                        ("max_image_pixels", max_image_pixels)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"dataset option {name} must be a positive integer, got {value!r}")
+    positive_int_option("max_member_bytes", max_member_bytes)
+    positive_int_option("max_image_pixels", max_image_pixels)
     if root is None:
         raise ValueError("dataset 'imagefolder' needs root, a directory or archive of images")
     if not root.exists():

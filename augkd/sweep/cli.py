@@ -106,9 +106,8 @@ def run_workers(args: argparse.Namespace, n: int, device, log=print) -> None:
     threads); on a GPU the workers share the device.
     """
     forwarded = [args.spec, "--shard", args.shard, "--no-progress"]
-    for flag in ("set",):
-        if getattr(args, flag):
-            forwarded += ["--set", *getattr(args, flag)]
+    if args.set:
+        forwarded += ["--set", *args.set]
     for flag in ("out", "device"):
         if getattr(args, flag):
             forwarded += [f"--{flag}", getattr(args, flag)]

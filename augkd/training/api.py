@@ -82,9 +82,7 @@ def load_teacher(
     if state.get("format") == MODEL_FORMAT:
         manifest = read_manifest(path, state)
         _check_manifest(path, manifest, dataset)
-        model = create_model(manifest["architecture"], manifest["num_classes"],
-                             manifest["in_channels"])
-        load_weights(model, state, path, manifest["architecture"])
+        model = model_from_state(path, state, manifest)
     elif state.get("format") == CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is a training checkpoint (checkpoint.pt); give the run folder or its "
@@ -144,10 +142,7 @@ def load_student(
             raise ValueError(
                 f"student {path} was distilled from teacher {own}, not from {teacher}"
             )
-    model = create_model(manifest["architecture"], manifest["num_classes"],
-                         manifest["in_channels"])
-    load_weights(model, state, path, manifest["architecture"])
-    model.to(device).eval().requires_grad_(False)
+    model = model_from_state(path, state, manifest).to(device).eval().requires_grad_(False)
     return mark_trained(model, int(manifest["epochs"])), manifest
 
 
@@ -166,6 +161,14 @@ def read_manifest(path: Path, state: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{path} names architecture {manifest['architecture']!r}, which augkd "
                          f"does not know (known: {', '.join(MODELS)})")
     return dict(manifest)
+
+
+def model_from_state(path: Path, state: dict[str, Any], manifest: dict[str, Any]) -> nn.Module:
+    """The model a model.pt describes: its manifest's architecture with its weights."""
+    architecture = manifest["architecture"]
+    model = create_model(architecture, manifest["num_classes"], manifest["in_channels"])
+    load_weights(model, state, path, architecture)
+    return model
 
 
 def load_weights(model: nn.Module, state: dict[str, Any], path: Path, architecture: str) -> None:

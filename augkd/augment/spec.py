@@ -11,6 +11,11 @@ Values parse as int, float, bool (``true``/``false``) or str, then are checked a
 type hints of the class's keyword-only ``__init__`` parameters, which are the parameters a spec
 accepts. :func:`spec_of` writes the canonical spec back (defaults omitted, aliases preferred),
 so ``spec_of(create(s)) == s`` for every canonical ``s``, e.g. every entry of :data:`PAPER_DAS`.
+
+Specs of the shape ``source:body`` name DAs of other libraries and of user code, e.g.
+``kornia:RandomAffine(degrees=15, p=1.0) | RandomGaussianNoise(std=0.05)``,
+``albumentations:GridDistortion(p=1.0)`` or ``my_package.my_module:MyAugmentation(strength=3)``;
+:mod:`augkd.augment.external` parses and builds them (their values may be tuples).
 """
 
 from __future__ import annotations
@@ -64,18 +69,21 @@ def check_param(aug: str, param: str, value: object, ok: bool, allowed: str) -> 
         raise ValueError(f"{aug}: bad value {param}={value!r}; allowed: {allowed}")
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+def parse_spec(spec: str, kind: str = "augmentation") -> tuple[str, dict[str, Any]]:
     """Split a spec string into its name and raw parsed keyword values (aliases not resolved).
+
+    The same syntax names distillation methods (``fitnet(hint_layer=2)``); ``kind`` is the
+    word the error messages use.
 
     Raises:
         ValueError: the string is not ``name`` or ``name(key=value, ...)``.
     """
     if not isinstance(spec, str):
-        raise ValueError(f"augmentation spec must be a string, got {type(spec).__name__}")
+        raise ValueError(f"{kind} spec must be a string, got {type(spec).__name__}")
     match = _SPEC_RE.match(spec)
     if match is None:
         raise ValueError(
-            f"malformed augmentation spec {spec!r}; expected name or name(key=value, ...)"
+            f"malformed {kind} spec {spec!r}; expected name or name(key=value, ...)"
         )
     name, args = match.group("name"), match.group("args")
     kwargs: dict[str, Any] = {}
@@ -85,10 +93,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
             key, raw = key.strip(), raw.strip()
             if not sep or not _KEY_RE.match(key) or not raw or "(" in raw or ")" in raw:
                 raise ValueError(
-                    f"malformed augmentation spec {spec!r}: {item.strip()!r} is not key=value"
+                    f"malformed {kind} spec {spec!r}: {item.strip()!r} is not key=value"
                 )
             if key in kwargs:
-                raise ValueError(f"malformed augmentation spec {spec!r}: {key!r} given twice")
+                raise ValueError(f"malformed {kind} spec {spec!r}: {key!r} given twice")
             kwargs[key] = _parse_value(raw)
     return name, kwargs
 
@@ -133,12 +141,14 @@ def _resolve(spec: str) -> tuple[type[Augmentation], dict[str, Any]]:
         if key not in params:
             allowed = ", ".join(params) or "none"
             raise ValueError(f"{name}: unknown parameter {key!r}; allowed: {allowed}")
-        kwargs[key] = _coerce(name, key, value, hints.get(key, Any))
+        kwargs[key] = coerce_value(name, key, value, hints.get(key, Any))
     return cls, kwargs
 
 
-def _coerce(aug: str, key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type ``hint``; widen an int where a float is wanted."""
+def coerce_value(aug: str, key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the type ``hint``; widen an int where a float is wanted.
+
+    ``aug`` is the name the error message starts with (a DA's or a distiller's)."""
     if hint is Any:
         return value
     origin = typing.get_origin(hint)
@@ -147,7 +157,7 @@ def _coerce(aug: str, key: str, value: Any, hint: Any) -> Any:
         errors = []
         for option in options:
             try:
-                return _coerce(aug, key, value, option)
+                return coerce_value(aug, key, value, option)
             except ValueError as err:
                 errors.append(err)
         raise errors[0]
@@ -176,11 +186,17 @@ def create(spec: str, *, per_batch: bool | None = None) -> Augmentation:
 
     ``per_batch`` (when given) sets the DA's mode, overriding the spec: ``True`` draws the random
     parameters once per batch as the paper's code does, ``False`` per image.
+    External specs (``kornia:...``, ``albumentations:...``, ``module.path:Name(...)``) are built
+    by :func:`augkd.augment.external.create_external`, which says what ``per_batch`` does there.
 
     Raises:
         ValueError: malformed spec, unknown name (the message lists the known names), unknown
             parameter (lists the allowed ones), or a bad value (names parameter, value, range).
     """
+    from augkd.augment.external import create_external, is_external_spec  # imports this module
+
+    if is_external_spec(spec):  # kornia:, albumentations:, module.path:Name
+        return create_external(spec, per_batch=per_batch)
     cls, kwargs = _resolve(spec)
     if per_batch is not None:
         kwargs["per_batch"] = bool(per_batch)
@@ -193,8 +209,12 @@ def create(spec: str, *, per_batch: bool | None = None) -> Augmentation:
 
 
 def list_augmentations() -> list[str]:
-    """The registered DA names followed by the aliases, e.g. ``[..., 'cutmixpick-t', ...]``."""
-    return AUGMENTATIONS.names() + [a for a in ALIASES if ALIASES[a][0] in AUGMENTATIONS]
+    """The registered DA names, the aliases, then the forms of external specs, e.g.
+    ``[..., 'cutmixpick-t', ..., 'kornia:<Class>(...)', ...]``."""
+    from augkd.augment.external import EXTERNAL_FORMS
+
+    aliases = [a for a in ALIASES if ALIASES[a][0] in AUGMENTATIONS]
+    return AUGMENTATIONS.names() + aliases + list(EXTERNAL_FORMS)
 
 
 def spec_of(aug: Augmentation) -> str:
@@ -203,8 +223,15 @@ def spec_of(aug: Augmentation) -> str:
     Parameters are read from the attributes of the same name (every DA stores them), written in
     signature order, floats with ``repr`` and bools as ``true``/``false``. An alias is used
     when the parameters it fixes match, e.g. ``cutmixpick-t`` for ``cutmixpick(score=teacher)``.
+    DAs that are not registered (kornia, albumentations, user classes) get their external spec,
+    see :func:`augkd.augment.external.external_spec_of`.
     """
     cls = type(aug)
+    name = getattr(cls, "name", None)
+    if name not in AUGMENTATIONS or AUGMENTATIONS.get(name) is not cls:
+        from augkd.augment.external import external_spec_of
+
+        return external_spec_of(aug)
     values: dict[str, Any] = {}
     changed: dict[str, Any] = {}
     for key, param in spec_parameters(cls).items():
@@ -213,7 +240,6 @@ def spec_of(aug: Augmentation) -> str:
         values[key] = getattr(aug, key)
         if param.default is inspect.Parameter.empty or values[key] != param.default:
             changed[key] = values[key]
-    name = cls.name
     for alias, (target, fixed) in ALIASES.items():
         if target == name and all(values.get(k, object()) == v for k, v in fixed.items()):
             name = alias

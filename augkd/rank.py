@@ -41,6 +41,7 @@ from augkd.balance import BALANCERS
 from augkd.cli import run_cli
 from augkd.data import Dataset, load_dataset
 from augkd.data.archive import file_sha256
+from augkd.distill import resolve_method
 from augkd.metrics import correlations, measure_t_stddev
 from augkd.models import MODELS
 from augkd.report import build_report, write_results
@@ -74,6 +75,7 @@ class RankConfig:
     validate: bool = False
     student_epochs: int = 30
     balancer: str = "manual"
+    distill: str = "kd"  # the distillation method of --validate's students
     agb_lambda: float | None = None  # AGB with a fixed lambda (no search) in --validate
     device: str = "auto"
     out: str | None = None
@@ -94,6 +96,7 @@ class RankConfig:
             create(aug)  # fails early, naming an unknown DA or parameter
         MODELS.get(self.student)  # unknown names -> the registry's error listing known ones
         BALANCERS.get(self.balancer)
+        resolve_method(self.distill)  # an unknown method or option fails here, by name
         if self.agb_lambda is not None and not 0 <= self.agb_lambda <= 1:
             raise ValueError(f"--agb-lambda must be in [0, 1], got {self.agb_lambda}")
         for name in ("epochs", "batch_size", "group_size", "seeds", "teacher_epochs",
@@ -259,8 +262,8 @@ def validate(cfg: RankConfig, data: Dataset, teacher_dir: Path, mode: str, out: 
                 dataset_options=dataset_options(cfg),
                 teacher=str(teacher_dir), teacher_model=cfg.teacher_model, aug=aug,
                 per_batch=(mode == "per-batch"), epochs=cfg.student_epochs,
-                lr=default_lr(cfg.student), balancer=cfg.balancer, seed=seed,
-                device=cfg.device, progress=cfg.progress, **agb,
+                lr=default_lr(cfg.student), balancer=cfg.balancer, distill=cfg.distill,
+                seed=seed, device=cfg.device, progress=cfg.progress, **agb,
             )
             run = RunDir(out / "students" / f"{safe_name(aug)}-s{seed}")
             if run.is_finished():
@@ -336,6 +339,7 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
                     if scorer is not None else None),
                 "student_epochs": cfg.student_epochs if cfg.validate else None,
                 "balancer": cfg.balancer if cfg.validate else None,
+                "distill": cfg.distill if cfg.validate else None,
                 "mode": mode, "tstddev_epochs": cfg.epochs, "batch_size": cfg.batch_size,
                 "group_size": cfg.group_size, "seeds": cfg.seeds, "device": str(device),
             },
@@ -416,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validate", action="store_true", help="also distill one student per DA")
     p.add_argument("--student-epochs", type=int, default=d.student_epochs)
     p.add_argument("--balancer", default=d.balancer, help="balancer of --validate's students")
+    p.add_argument("--distill", default=d.distill,
+                   help="distillation method of --validate's students (default kd; e.g. crd, "
+                   "'fitnet(hint_layer=2)')")
     p.add_argument("--device", default=d.device)
     p.add_argument("--out", default=None, help="results folder (default runs/rank-...)")
     p.add_argument("--report-dir", default=d.report_dir, help="where --validate's report goes")
@@ -443,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             resize=args.resize, train_subset=args.train_subset, subset_seed=args.subset_seed,
             agb_lambda=args.agb_lambda,
             validate=args.validate, student_epochs=args.student_epochs, balancer=args.balancer,
+            distill=args.distill,
             device=args.device, out=args.out, report_dir=args.report_dir,
             cache_dir=args.cache_dir, download=args.download, bf16=args.bf16,
             progress=not args.no_progress,

@@ -8,6 +8,8 @@ Examples::
     python -m augkd.train student --teacher runs/teacher-wrn_40_2-... --model wrn_16_2 \\
         --dataset imagefolder --root ../shared/data/cifar10-jpeg.tar.xz --aug cutmix --epochs 240
     python -m augkd.train student ... --balancer agb --agb-lambda 0.5   # no lambda search
+    python -m augkd.train student ... --distill crd            # any method, AGB-balanced
+    python -m augkd.train student ... --distill 'fitnet(hint_layer=2)' --balancer manual
     python -m augkd.train teacher --model resnet20 --dataset imagefolder \\
         --root ../shared/data/cifar10-jpeg.tar.xz --resize 16 --train-subset 5000
     python -m augkd.train --resume runs/student-wrn_16_2-...   # continue a killed run
@@ -42,14 +44,18 @@ _FIELDS = {
     "teacher": (str, "student runs: the teacher's run folder or checkpoint"),
     "teacher_model": (str, "architecture of a foreign (RepDistiller) teacher checkpoint"),
     "aug": (str, "student runs: the DA under study, an augkd.augment spec (e.g. cutmix)"),
+    "distill": (str, "student runs: the distillation method, e.g. kd (default), crd, "
+                     "'fitnet(hint_layer=2)' (augkd.distill.list_distillers())"),
     "temperature": (float, "KD temperature (default 4)"),
     "balancer": (str, "agb (default) | manual | uncertainty | gradnorm"),
     "agb_lambda": (float, "fix AGB's lambda in [0, 1] and skip its warm-up search"),
     "agb_search_epochs": (int, "warm-up epochs per candidate lambda (default 5 x epochs/240, "
                                ">= 1)"),
     "holdout_fraction": (float, "share of the training set held out by the search (0.1)"),
-    "w_task": (float, "manual balancer: task weight (default 0.1)"),
-    "w_distill": (float, "manual balancer: distill weight (default 0.9)"),
+    "w_task": (float, "manual balancer: task weight (default: the method's, 0.1 for kd, "
+                      "1 for the others)"),
+    "w_distill": (float, "manual balancer: distill weight (default: the method's hand-tuned "
+                         "beta, e.g. kd 0.9, fitnet 100, pkt 30000)"),
 }
 
 

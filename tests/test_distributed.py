@@ -46,7 +46,7 @@ def _worker(rank: int, port: int, teacher: str, balancer: str, out: str) -> None
                           Split(data.test_images, data.test_labels), mean=data.mean,
                           std=data.std, num_classes=10, in_channels=1, teacher=model)
         views = trainer.step_views(data.train_images[:64], data.train_labels[:64],
-                                   torch.Generator().manual_seed(123))
+                                   torch.Generator().manual_seed(123), torch.arange(100, 164))
         torch.save(views, f"{out}/views{rank}.pt")
         unsynced = []
 
@@ -78,7 +78,8 @@ def test_two_gloo_ranks_train_and_stay_in_sync(teacher_dir, tmp_path, balancer):
     pipeline = ViewPipeline(create("crop+flip"), create("cutmix"), Normalize(data.mean, data.std))
     single = pipeline(data.train_images[:64], torch.Generator().manual_seed(123))
     for r in range(WORLD):
-        x, x_aug, labels = torch.load(tmp_path / f"views{r}.pt")
+        x, x_aug, labels, index = torch.load(tmp_path / f"views{r}.pt")
+        assert torch.equal(index, torch.arange(100, 164)[r::WORLD])  # CRD's memory indices
         assert torch.equal(x, single.original[r::WORLD])
         assert torch.equal(x_aug, single.augmented[r::WORLD])
         assert torch.equal(labels, data.train_labels[:64][r::WORLD])

@@ -153,7 +153,7 @@ def test_two_forward_losses_equal_the_reference_step(digits, teacher_run):
     reference = create_model("resnet8", 10, 1)
     reference.load_state_dict(trainer.model.state_dict())
     images, labels = digits.train_images[:64], digits.train_labels[:64]
-    x, x_aug, _ = trainer.step_views(images, labels, torch.Generator().manual_seed(3))
+    x, x_aug, _, _ = trainer.step_views(images, labels, torch.Generator().manual_seed(3))
     trainer.model.train(), reference.train()
     losses = trainer._losses(images, labels, torch.Generator().manual_seed(3))
     with torch.no_grad():

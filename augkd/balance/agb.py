@@ -203,13 +203,19 @@ class AGB(Balancer):
     def _options(self) -> dict[str, object]:
         return {"lam": self.lam}
 
-    def backward(self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter]) -> None:
-        """Write ``alpha G_t + beta G_d`` into ``.grad`` of every param (see :class:`Balancer`)."""
+    def backward(
+        self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter],
+        method_params: Sequence[nn.Parameter] = (),
+    ) -> None:
+        """Write ``alpha G_t + beta G_d`` into ``.grad`` of every param (see :class:`Balancer`);
+        a method's own parameters get ``beta`` times their distill gradient."""
         task, distill = check_losses(losses)
         params = check_params(params)
+        method_params = list(method_params)
         # Two gradient computations on the one graph of the step's single forward pass.
         grads_task = self._grads(task, params, retain_graph=True)
-        grads_distill = self._grads(distill, params)
+        grads_all = self._grads(distill, params + method_params)
+        grads_distill, grads_method = grads_all[:len(params)], grads_all[len(params):]
         dot, sq_t, sq_d = gradient_products(grads_task, grads_distill)
         info = agb_weights(dot, sq_t, sq_d, self.lam, return_info=True)
 
@@ -219,6 +225,11 @@ class AGB(Balancer):
             torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
         torch._foreach_add_(blended, scaled_distill)
         assign_grads(params, blended)
+        if method_params:
+            scaled_method = torch._foreach_mul(grads_method, info.beta)
+            for g in scaled_method:
+                torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
+            assign_grads(method_params, scaled_method)
 
         sq_blend = info.alpha**2 * sq_t + 2 * info.alpha * info.beta * dot + info.beta**2 * sq_d
         norm_ratio = (sq_blend.clamp_min(0.0) / sq_t).sqrt()

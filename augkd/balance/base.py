@@ -60,14 +60,21 @@ class Balancer(nn.Module):
         if self.grad_reducer is not None:
             self.grad_reducer(tensors)
 
-    def backward(self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter]) -> None:
-        """Write (overwrite) ``.grad`` of every parameter in ``params``, and of the balancer's own
-        learnable parameters, from one forward pass.
+    def backward(
+        self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter],
+        method_params: Sequence[nn.Parameter] = (),
+    ) -> None:
+        """Write (overwrite) ``.grad`` of every parameter in ``params`` and ``method_params``,
+        and of the balancer's own learnable parameters, from one forward pass.
 
         Args:
             losses: at least ``"task"`` and ``"distill"``, 0-d float tensors sharing one graph.
             params: the student's parameters (all with ``requires_grad``). A parameter that a loss
                 does not reach gets a zero gradient from that loss.
+            method_params: the distillation method's own trainable parts (regressors,
+                embeddings), which only the distill loss reaches. They receive the distill
+                gradient at the step's distill weight, and do not enter the computation of the
+                weights (AGB's angle and norms are those of the student's gradients).
         """
         raise NotImplementedError
 

@@ -101,7 +101,10 @@ class GradNorm(Balancer):
     def _options(self) -> dict[str, object]:
         return {"alpha": self.alpha, "lr": self.lr}
 
-    def backward(self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter]) -> None:
+    def backward(
+        self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter],
+        method_params: Sequence[nn.Parameter] = (),
+    ) -> None:
         """Write the gradient of ``w_task * task + w_distill * distill`` into ``.grad``, then
         update the weights by one GradNorm step."""
         task, distill = check_losses(losses)
@@ -115,7 +118,8 @@ class GradNorm(Balancer):
         shared_norms = shared_norms.to(self.weights)
         weights = self.weights.clone()
         total = weights[0].to(task.dtype) * task + weights[1].to(distill.dtype) * distill
-        assign_grads(params, self._grads(total, params))
+        inputs = [*params, *method_params]
+        assign_grads(inputs, self._grads(total, inputs))
 
         current = torch.stack([task, distill]).detach().to(self.weights)
         self._reduce([current])  # data-parallel: the loss ratios of the global batch

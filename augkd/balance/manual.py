@@ -48,10 +48,13 @@ class Manual(Balancer):
     def _options(self) -> dict[str, object]:
         return {"w_task": self.w_task, "w_distill": self.w_distill}
 
-    def backward(self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter]) -> None:
+    def backward(
+        self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter],
+        method_params: Sequence[nn.Parameter] = (),
+    ) -> None:
         """Write the gradient of ``w_task * task + w_distill * distill`` into ``.grad``."""
         task, distill = check_losses(losses)
-        params = check_params(params)
+        params = check_params(params) + list(method_params)
         total = self.w_task * task + self.w_distill * distill
         assign_grads(params, self._grads(total, params))
         self._stats.step()

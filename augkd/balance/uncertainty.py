@@ -61,14 +61,17 @@ class Uncertainty(Balancer):
     def _options(self) -> dict[str, object]:
         return {"init_log_var": self.init_log_var}
 
-    def backward(self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter]) -> None:
+    def backward(
+        self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter],
+        method_params: Sequence[nn.Parameter] = (),
+    ) -> None:
         """Write the gradient of the uncertainty-weighted loss into ``.grad`` of ``params`` and
         of :attr:`log_vars`."""
         task, distill = check_losses(losses)
         params = check_params(params)
         stacked = torch.stack([task, distill]).to(self.log_vars.dtype)
         total = (torch.exp(-self.log_vars) * stacked + 0.5 * self.log_vars).sum()
-        inputs = [*params, self.log_vars]
+        inputs = [*params, *method_params, self.log_vars]
         assign_grads(inputs, self._grads(total, inputs))
 
         weights = torch.exp(-self.log_vars.detach())

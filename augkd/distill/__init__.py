@@ -1,5 +1,46 @@
-"""Distillation loss terms: ``task`` (cross-entropy) and ``distill`` (temperature-scaled KL)."""
+"""Distillation methods behind one contract (see :mod:`augkd.distill.base`).
 
+``create_distiller("fitnet(hint_layer=2)", setup)`` builds a method; ``list_distillers()``
+names them: kd, fitnet, at, sp, cc, vid, rkd, pkt, ft, nst, crd, dkd. Their pure loss
+functions are in :mod:`augkd.distill.functional`. :func:`kd_terms` is the two-view KD step
+of the benchmark as one function (the trainer composes the same from the ``kd`` distiller).
+"""
+
+# registration order = the protocol's order of the methods
+from augkd.distill import kd, fitnet, at, sp, cc, vid, rkd, pkt, ft, nst, crd, dkd  # noqa: F401, I001
+from augkd.distill.base import (
+    DISTILLERS,
+    VIEWS,
+    Distiller,
+    DistillSetup,
+    FeatureShapes,
+    Step,
+    create_distiller,
+    framework_features,
+    list_distillers,
+    method_options,
+    register_distiller,
+    resolve_method,
+)
 from augkd.distill.losses import kd_loss, kd_terms, task_loss
 
-__all__ = ["kd_loss", "kd_terms", "task_loss"]
+DEFAULT_DISTILLER = "kd"
+
+__all__ = [
+    "DEFAULT_DISTILLER",
+    "DISTILLERS",
+    "VIEWS",
+    "DistillSetup",
+    "Distiller",
+    "FeatureShapes",
+    "Step",
+    "create_distiller",
+    "framework_features",
+    "kd_loss",
+    "kd_terms",
+    "list_distillers",
+    "method_options",
+    "register_distiller",
+    "resolve_method",
+    "task_loss",
+]

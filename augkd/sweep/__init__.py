@@ -1,23 +1,24 @@
 """``python -m augkd.sweep SPEC``: many runs from one experiment spec, resumable and shardable.
 
 A spec (YAML, see ``experiments/``) is a grid over teacher/student pairs, DAs, epochs, seeds,
-balancers and DA modes, plus shared settings::
+distillation methods, balancers and DA modes, plus shared settings::
 
     name: paper_cifar10
     dataset: {name: imagefolder, root: ../shared/data/cifar10-jpeg.tar.xz}
     pairs: [{teacher: wrn_40_2, student: wrn_16_2}]   # optional per pair: teacher_run: RUN_DIR
     teacher: {epochs: 240}                  # teachers are trained once per model and reused
     grid: {aug: [identity, cutmix], epochs: [240], seed: [0, 1, 2],
-           balancer: [manual], mode: [per-image]}
+           balancer: [manual], mode: [per-image], distill: [kd, crd]}
     student: {batch_size: 64}               # any TrainConfig field shared by the students
-    tstddev: {epochs: 10, batch_size: 64, modes: [per-image, per-batch]}
+    tstddev: {epochs: 10, batch_size: 64, modes: [per-image, per-batch]}   # modes: [] skips it
 
 It expands into jobs, each with its own folder under the sweep's output folder:
 
 * ``teachers/<model>/``: a teacher run, trained once and shared by every job that needs it
   (a lock file keeps two shards from training the same teacher at once);
 * ``tstddev/<pair>/<aug>-<mode>-s<seed>.json``: one T. stddev measurement;
-* ``students/<pair>/<aug>/<balancer>-<mode>-e<epochs>-s<seed>/``: one student run.
+* ``students/<pair>/<aug>/[<method>-]<balancer>-<mode>-e<epochs>-s<seed>/``: one student run
+  (the method prefix for every method but the default ``kd``).
 
 A killed sweep restarts where it stopped: finished jobs are skipped, a half-done student run
 resumes from its checkpoint. ``--shard I/N`` runs the jobs whose index is I modulo N, so N

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from augkd.distill import DEFAULT_DISTILLER
 from augkd.metrics import correlations, seed_bootstrap_correlations
 from augkd.report import write_results
-from augkd.training.run import RunDir
+from augkd.training.run import RunDir, safe_name
 
 if TYPE_CHECKING:
     from augkd.sweep.runner import SweepRunner
@@ -33,7 +34,7 @@ def collect(runner: SweepRunner) -> pd.DataFrame:
         row = {
             "pair": job.pair.name, "teacher": job.pair.teacher, "student": job.pair.student,
             "aug": job.aug, "mode": job.mode, "epochs": job.epochs, "seed": job.seed,
-            "balancer": job.balancer,
+            "distill": job.distill, "balancer": job.balancer,
             "joint_forward": bool(run.read_config().joint_forward),
             "agb_lambda": summary.get("agb_lambda"),
             "last_test_loss": summary["last"]["test_loss"],
@@ -48,7 +49,7 @@ def collect(runner: SweepRunner) -> pd.DataFrame:
     if table.empty:
         runner.log("no finished student runs yet")
         return table
-    keys = ["pair", "aug", "mode", "epochs", "balancer"]
+    keys = ["pair", "aug", "mode", "epochs", "distill", "balancer"]
     values = [c for c in table.columns if c.startswith(("last_", "t_stddev_"))]
     grouped = table.groupby(keys, sort=False)
     summary = grouped[values].mean().join(grouped[values].std(ddof=1).add_suffix("_std"))
@@ -62,8 +63,8 @@ def collect(runner: SweepRunner) -> pd.DataFrame:
     return table
 
 def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
-    for (pair, balancer, mode, epochs), part in table.groupby(
-        ["pair", "balancer", "mode", "epochs"], sort=False
+    for (pair, distill, balancer, mode, epochs), part in table.groupby(
+        ["pair", "distill", "balancer", "mode", "epochs"], sort=False
     ):
         for tmode in runner.spec["tstddev"]["modes"]:
             cross = tmode != mode
@@ -88,7 +89,8 @@ def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
                 "dataset": runner.spec["dataset"]["name"],
                 "dataset_source": runner.spec["dataset"].get("root"),
                 "teacher": teacher, "student": student, "student_epochs": int(epochs),
-                "balancer": balancer, "mode": mode, "tstddev_mode": tmode,
+                "distill": distill, "balancer": balancer, "mode": mode,
+                "tstddev_mode": tmode,
                 "pairing": (f"cross-mode: students {mode}, T. stddev {tmode}" if cross
                             else f"same mode ({mode})"),
                 "agb_lambda": "/".join(f"{x:g}" for x in part["agb_lambda"]
@@ -105,7 +107,8 @@ def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
                 if x.shape[1] >= 2 and not (x.isna().any().any() or y.isna().any().any()):
                     summary["seed_bootstrap"] = seed_bootstrap_correlations(
                         x.to_numpy(), y.loc[x.index].to_numpy())
-            name = (f"{pair}-{balancer}-{mode}-e{epochs}"
+            method = "" if distill == DEFAULT_DISTILLER else f"{safe_name(distill)}-"
+            name = (f"{pair}-{method}{balancer}-{mode}-e{epochs}"
                     + (f"-cross-t{tmode}" if cross else ""))
             write_results(runner.out / "results" / name, per_aug, summary)
 

@@ -20,6 +20,7 @@ from augkd.augment import create
 from augkd.balance import BALANCERS
 from augkd.data import DATASETS, accepted_options
 from augkd.data.dataset import TRANSFORM_OPTIONS
+from augkd.distill import DEFAULT_DISTILLER, resolve_method
 from augkd.models import MODELS
 from augkd.rank import MODES
 from augkd.training import TrainConfig, default_lr
@@ -27,11 +28,11 @@ from augkd.training.config import MAX_SEED, yaml_error
 from augkd.training.run import safe_name
 
 TOP_KEYS = ("name", "dataset", "pairs", "teacher", "student", "grid", "tstddev", "out", "device")
-GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode")
+GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode", "distill")
 TSTDDEV_KEYS = ("epochs", "batch_size", "group_size", "modes", "cross_mode")
 _STUDENT_FIXED = ("role", "model", "dataset", "root", "dataset_options", "teacher", "aug",
                   "epochs", "seed",
-                  "balancer", "per_batch")
+                  "balancer", "per_batch", "distill")
 
 
 class SpecError(ValueError):
@@ -60,6 +61,7 @@ class Job:
     epochs: int | None = None
     balancer: str | None = None
     model: str | None = None  # teacher jobs
+    distill: str = DEFAULT_DISTILLER
 
     @property
     def key(self) -> str:
@@ -67,8 +69,10 @@ class Job:
             return f"teachers/{self.model}"
         if self.kind == "tstddev":
             return f"tstddev/{self.pair.name}/{safe_name(self.aug)}-{self.mode}-s{self.seed}.json"
+        # KD students keep the folder names of sweeps from before the method axis
+        method = "" if self.distill == DEFAULT_DISTILLER else f"{safe_name(self.distill)}-"
         return (f"students/{self.pair.name}/{safe_name(self.aug)}/"
-                f"{self.balancer}-{self.mode}-e{self.epochs}-s{self.seed}")
+                f"{method}{self.balancer}-{self.mode}-e{self.epochs}-s{self.seed}")
 
 
 @dataclasses.dataclass
@@ -90,12 +94,12 @@ class Sweep:
         for pair, aug, mode, seed in itertools.product(self.pairs, grid["aug"], ts["modes"],
                                                         grid["seed"]):
             jobs.append(Job("tstddev", pair, aug=aug, mode=mode, seed=seed))
-        for pair, aug, epochs, seed, balancer, mode in itertools.product(
-            self.pairs, grid["aug"], grid["epochs"], grid["seed"], grid["balancer"],
-            grid["mode"],
+        for pair, aug, epochs, seed, distill, balancer, mode in itertools.product(
+            self.pairs, grid["aug"], grid["epochs"], grid["seed"], grid["distill"],
+            grid["balancer"], grid["mode"],
         ):
             jobs.append(Job("student", pair, aug=aug, mode=mode, seed=seed, epochs=epochs,
-                            balancer=balancer))
+                            balancer=balancer, distill=distill))
         return jobs
 
     def shard(self, index: int, count: int) -> list[Job]:
@@ -197,7 +201,8 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     if not isinstance(grid, dict):
         raise SpecError(f"grid must be a mapping with keys {', '.join(GRID_KEYS)}")
     _unknown("grid", grid, GRID_KEYS)
-    defaults = {"epochs": [240], "seed": [0], "balancer": ["manual"], "mode": ["per-image"]}
+    defaults = {"epochs": [240], "seed": [0], "balancer": ["manual"], "mode": ["per-image"],
+                "distill": [DEFAULT_DISTILLER]}
     for key in GRID_KEYS:
         values = grid.get(key, defaults.get(key))
         if values is None:
@@ -223,6 +228,11 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
                     or v > MAX_SEED):
                 raise SpecError(f"grid.{key} values must be integers in "
                                 f"[{1 if key == 'epochs' else 0}, 2**63 - 1], got {v!r}")
+    for method in grid["distill"]:
+        try:
+            resolve_method(method)
+        except ValueError as err:
+            raise SpecError(f"grid.distill: {err}") from None
     for name in grid["balancer"]:
         if name not in BALANCERS:
             raise SpecError(f"unknown balancer {name!r} in grid; known: {', '.join(BALANCERS)}")
@@ -246,10 +256,11 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
             teacher_config(spec, pair["teacher"])
         except (ValueError, TypeError) as err:
             raise SpecError(f"{source}: teacher.{err}") from None
-        for aug, balancer, epochs in itertools.product(grid["aug"], grid["balancer"],
-                                                       grid["epochs"]):
+        for aug, balancer, epochs, distill in itertools.product(
+            grid["aug"], grid["balancer"], grid["epochs"], grid["distill"]
+        ):
             job = Job("student", Pair(pair["teacher"], pair["student"]), aug=aug,
-                      mode=grid["mode"][0], epochs=epochs, balancer=balancer)
+                      mode=grid["mode"][0], epochs=epochs, balancer=balancer, distill=distill)
             try:
                 student_config(spec, job, teacher="(checked later)")
             except (ValueError, TypeError) as err:
@@ -265,14 +276,14 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     ts.setdefault("cross_mode", False)
     if not isinstance(ts["cross_mode"], bool):
         raise SpecError(f"tstddev.cross_mode must be true or false, got {ts['cross_mode']!r}")
-    if (not isinstance(ts["modes"], list) or not ts["modes"]
+    if (not isinstance(ts["modes"], list)
             or not all(isinstance(m, str) for m in ts["modes"])):
-        raise SpecError(f"tstddev.modes must be a non-empty list of {', '.join(MODES)}, "
-                        f"got {ts['modes']!r}")
+        raise SpecError(f"tstddev.modes must be a list of {', '.join(MODES)} (empty: no "
+                        f"T. stddev, students only), got {ts['modes']!r}")
     for key in ("epochs", "batch_size", "group_size"):
         if isinstance(ts[key], bool) or not isinstance(ts[key], int) or ts[key] < 1:
             raise SpecError(f"tstddev.{key} must be an integer >= 1, got {ts[key]!r}")
-    if not ts["cross_mode"] and not set(grid["mode"]) & set(ts["modes"]):
+    if ts["modes"] and not ts["cross_mode"] and not set(grid["mode"]) & set(ts["modes"]):
         raise SpecError(
             f"grid.mode {grid['mode']} and tstddev.modes {ts['modes']} share no mode: students "
             "pair with T. stddev of their own mode; set tstddev.cross_mode: true to pair "
@@ -299,7 +310,8 @@ def student_config(spec: dict[str, Any], job: Job, teacher: str, **runtime: Any)
         role="student", model=job.pair.student, dataset=d["name"], root=d.get("root"),
         dataset_options=d.get("options", {}), teacher=teacher, aug=job.aug,
         per_batch=job.mode == "per-batch", epochs=job.epochs, seed=job.seed,
-        balancer=job.balancer, lr=settings.pop("lr", default_lr(job.pair.student)), **settings,
+        balancer=job.balancer, distill=job.distill,
+        lr=settings.pop("lr", default_lr(job.pair.student)), **settings,
     )
 
 

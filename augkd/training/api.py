@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from augkd.data import Dataset, load_dataset
+from augkd.distill import resolve_method
 from augkd.models import MODELS, create_model, load_kd_checkpoint
 from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, atomic_write_text, load_checkpoint
@@ -146,6 +147,9 @@ def load_student(
     return mark_trained(model, int(manifest["epochs"])), manifest
 
 
+DISTILL_INIT_FILE = "distill_init.pt"
+"""The run folder's record of the method's pre-training stage (FT's paraphraser)."""
+
 _MANIFEST_KEYS = ("architecture", "num_classes", "in_channels", "dataset_checksum")
 
 
@@ -255,6 +259,11 @@ def train(
             run.create(cfg)
         common = dict(mean=cfg.mean, std=cfg.std, num_classes=data.num_classes,
                       in_channels=data.in_channels, teacher=teacher, log=log)
+        if cfg.role == "student" and resolve_method(cfg.distill)[0].pretrains:
+            # the method's pre-training stage, shared by the search's warm-ups and the run
+            common["distiller_init"] = Trainer(
+                cfg, train_split, test_split, run=None, **common
+            ).pretrain_distiller(run.path / DISTILL_INIT_FILE)
         lam = None
         if cfg.uses_agb_search:
             lam = search_agb_lambda(cfg, train_split, run, common, log)

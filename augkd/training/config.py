@@ -40,6 +40,8 @@ class TrainConfig:
     batch 64, 240 epochs, lr x0.1 at 62.5 / 75 / 87.5 % of the epochs (150/180/210 of 240,
     so ``--epochs`` scales the decay points with it), per-sample crop+flip, KD at T = 4,
     AGB with its lambda chosen by the warm-up search (Algorithm 1), two forwards per step.
+    ``distill`` names the method (default Hinton's KD); the manual balancer's ``w_task`` /
+    ``w_distill`` default to that method's hand-tuned weights (:attr:`manual_weights`).
 
     ``mean`` / ``std`` are the normalization of the run: None means the dataset's (published
     constants for cifar10/cifar100, else the training split's statistics); the resolved
@@ -77,6 +79,8 @@ class TrainConfig:
     # One student (and teacher) forward over [x; x~] instead of the reference's two: pools the
     # views' BatchNorm statistics and updates the running ones once per step (not the paper's).
     joint_forward: bool = False
+    # the distillation method, an augkd.distill spec such as "fitnet(hint_layer=2)"
+    distill: str = "kd"
     temperature: float = 4.0
     balancer: str = "agb"
     agb_lambda: float = 0.5  # used as given when agb_search is off (--agb-lambda X)
@@ -84,8 +88,9 @@ class TrainConfig:
     agb_search_lambdas: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
     agb_search_epochs: int | None = None
     holdout_fraction: float = 0.1
-    w_task: float = 0.1
-    w_distill: float = 0.9
+    # manual balancer: None is the method's hand-tuned weight (see manual_weights)
+    w_task: float | None = None
+    w_distill: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -137,13 +142,15 @@ class TrainConfig:
                              f"{self.temperature!r}")
         for name in ("w_task", "w_distill"):
             value = getattr(self, name)
-            if not (is_finite(value) and value >= 0):
+            if value is not None and not (is_finite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.role == "student" and not self.teacher:
             raise ValueError("a student run needs a teacher: give --teacher RUN_DIR_OR_CKPT")
         if self.role == "teacher":
             given = [k for k in ("teacher", "aug", "per_batch", "joint_forward")
                      if getattr(self, k)]
+            if self.distill != "kd":
+                given.append("distill")
             if given:
                 raise ValueError(
                     f"{', '.join(given)} applies to student runs only; a teacher trains with "
@@ -154,8 +161,10 @@ class TrainConfig:
 
             create(self.aug)
         from augkd.balance import BALANCERS
+        from augkd.distill import resolve_method
         from augkd.models import MODELS
 
+        resolve_method(self.distill)  # a bad method name or option fails here, by name
         BALANCERS.get(self.balancer)  # unknown names -> an error listing the known ones
         MODELS.get(self.model)
         if self.teacher_model is not None:
@@ -165,6 +174,17 @@ class TrainConfig:
     def uses_agb_search(self) -> bool:
         """Whether a student run first searches AGB's lambda (balancer agb, search on)."""
         return self.role == "student" and self.balancer == "agb" and self.agb_search
+
+    @property
+    def manual_weights(self) -> tuple[float, float]:
+        """``(w_task, w_distill)`` of the manual balancer: as given, else the common
+        framework's hand-tuned weights of the method (KD: CE 0.1, KD 0.9; a feature method:
+        CE 1 and its beta, protocol section 8)."""
+        from augkd.distill import resolve_method
+
+        default_task, default_distill = resolve_method(self.distill)[0].weights
+        return (default_task if self.w_task is None else float(self.w_task),
+                default_distill if self.w_distill is None else float(self.w_distill))
 
     @property
     def search_epochs(self) -> int:
@@ -200,8 +220,11 @@ class TrainConfig:
 
     def differences(self, other: TrainConfig) -> list[str]:
         """Fields that differ from ``other``, ignoring the runtime-only ones (progress, device,
-        compile), which may change when a run is resumed."""
+        compile), which may change when a run is resumed. The manual weights compare by
+        their values (an unset weight is the method's default)."""
         mine, theirs = self.to_dict(), other.to_dict()
+        mine["w_task"], mine["w_distill"] = self.manual_weights
+        theirs["w_task"], theirs["w_distill"] = other.manual_weights
         return [
             k for k in mine
             if k not in RUNTIME_FIELDS and mine[k] != theirs[k]

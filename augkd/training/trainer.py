@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,9 +30,11 @@ from augkd.augment import create as create_augmentation
 from augkd.augment.pick import make_scorer
 from augkd.augment.pipeline import Normalize, ViewPipeline
 from augkd.balance import create_balancer
-from augkd.distill import kd_terms
+from augkd.distill import VIEWS, Distiller, DistillSetup, FeatureShapes, Step, create_distiller
+from augkd.distill.losses import task_loss
 from augkd.metrics import evaluate
 from augkd.models import create_model
+from augkd.models.base import ModelOutput
 from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
@@ -39,6 +42,7 @@ from augkd.training.run import RunDir
 
 CHECKPOINT_FORMAT = "augkd-checkpoint/1"
 MODEL_FORMAT = "augkd-model/1"
+DISTILL_INIT_FORMAT = "augkd-distill-init/1"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,6 +73,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _as_output(out: Tensor | ModelOutput) -> ModelOutput:
+    """A model's result as a :class:`ModelOutput` (logits only when no features were asked)."""
+    return out if isinstance(out, ModelOutput) else ModelOutput(out, (), None)
+
+
+def _split_views(out: ModelOutput) -> list[ModelOutput]:
+    """The outputs of one forward over ``[x; x~]`` as the outputs of x and of x~."""
+    b = out.logits.shape[0] // 2
+    halves = []
+    for part in (slice(0, b), slice(b, None)):
+        halves.append(ModelOutput(
+            out.logits[part], tuple(s[part] for s in out.stages),
+            out.pooled[part] if out.pooled is not None else None,
+        ))
+    return halves
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of the random stream of one epoch (data order and augmentation)."""
     return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
@@ -85,6 +106,8 @@ class Trainer:
         teacher: the frozen teacher (student runs only), on ``device``.
         run: the run folder, or None for a run that writes nothing (the AGB search's warm-ups).
         agb_lambda: overrides ``cfg.agb_lambda`` (the lambda chosen by the search).
+        distiller_init: the state of the method's pre-trained parts (FT's paraphraser), from
+            :meth:`pretrain_distiller`; required when the method has a pre-training stage.
     """
 
     def __init__(
@@ -100,6 +123,7 @@ class Trainer:
         teacher: nn.Module | None = None,
         run: RunDir | None = None,
         agb_lambda: float | None = None,
+        distiller_init: dict[str, Tensor] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         if cfg.role == "student" and teacher is None:
@@ -147,19 +171,31 @@ class Trainer:
                 extra.score, teacher=teacher, student=self.model, normalize=self.normalize
             )
 
+        self.distiller: Distiller | None = None
+        self.method_params: list[nn.Parameter] = []
+        if cfg.role == "student":
+            self.distiller = self._build_distiller(train).to(self.device)
+            if self.distiller.pretrains and distiller_init is not None:
+                self.distiller.load_state_dict(distiller_init, strict=False)
+                self.distiller.finish_init()
+            self.method_params = [p for p in self.distiller.parameters() if p.requires_grad]
+
         self.balancer = None
         if cfg.role == "student":
             self.agb_lambda = cfg.agb_lambda if agb_lambda is None else agb_lambda
+            w_task, w_distill = cfg.manual_weights
             options = {
                 "agb": {"lam": self.agb_lambda},
-                "manual": {"w_task": cfg.w_task, "w_distill": cfg.w_distill},
+                "manual": {"w_task": w_task, "w_distill": w_distill},
             }.get(cfg.balancer, {})
             self.balancer = create_balancer(cfg.balancer, **options).to(self.device)
             if self.dist.enabled:
                 self.balancer.grad_reducer = distributed.all_reduce_mean
 
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [{"params": self.params, "weight_decay": cfg.weight_decay}]
+        # the method's trainable parts train with the student: same optimizer, same decay
+        groups = [{"params": self.params + self.method_params,
+                   "weight_decay": cfg.weight_decay}]
         balancer_params = list(self.balancer.parameters()) if self.balancer is not None else []
         if balancer_params:  # e.g. uncertainty weighting's log-variances: no weight decay
             groups.append({"params": balancer_params, "weight_decay": 0.0})
@@ -170,11 +206,84 @@ class Trainer:
         self.epoch = 0
         self.last_eval: dict[str, float] | None = None
 
+    def _build_distiller(self, train: Split) -> Distiller:
+        """The run's method, its modules shaped from one probe forward of both networks."""
+        sample = self.normalize(train.images[:2])
+        setup = DistillSetup(
+            student=FeatureShapes.probe(self.model, sample),
+            teacher=FeatureShapes.probe(self.teacher, sample),
+            train_labels=train.labels, epochs=self.cfg.epochs,
+            temperature=self.cfg.temperature,
+        )
+        return create_distiller(self.cfg.distill, setup)
+
+    def pretrain_distiller(self, path: Path | None) -> dict[str, Tensor] | None:
+        """The method's pre-training stage (FT's paraphraser), resumable; None for methods
+        without one.
+
+        Trains ``distiller.init_parameters()`` for ``distiller.init_epochs`` epochs on the
+        teacher's features of base-augmented (crop+flip) training batches, with SGD at the
+        run's lr, momentum and weight decay. After every epoch the state and the epoch's mean
+        loss go to ``path`` (atomically), so a killed run continues from there.
+
+        Returns:
+            The trained parameters by their names in the distiller's ``state_dict``.
+        """
+        d = self.distiller
+        if d is None or not d.pretrains:
+            return None
+        cfg = self.cfg
+        named = dict(d.named_parameters())
+        wanted = {id(p) for p in d.init_parameters()}
+        names = [n for n, p in named.items() if id(p) in wanted]
+        optimizer = torch.optim.SGD([named[n] for n in names], lr=cfg.lr,
+                                    momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        start, losses = 0, []
+        if path is not None and path.is_file():
+            state = load_checkpoint(path, map_location=self.device)
+            if state.get("format") != DISTILL_INIT_FORMAT or state.get("method") != cfg.distill:
+                raise ValueError(f"{path} is not the pre-training state of {cfg.distill!r}")
+            d.load_state_dict(state["parameters"], strict=False)
+            optimizer.load_state_dict(state["optimizer"])
+            start, losses = int(state["epoch"]), list(state["losses"])
+        base = ViewPipeline(create_augmentation("crop+flip"), None, self.normalize)
+        n = len(self.train_split)
+        for epoch in range(start + 1, d.init_epochs + 1):
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(epoch_seed(cfg.seed, -epoch))  # apart from the training's
+            order = torch.randperm(n, device=self.device, generator=generator)
+            d.train()
+            total = torch.zeros((), device=self.device)
+            n_steps = math.ceil(n / cfg.batch_size)
+            for step in range(n_steps):
+                index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                with torch.no_grad(), self.autocast():
+                    x = base(self.train_split.images[index], generator).original
+                    teacher_out = self.teacher(x.contiguous(memory_format=self.memory_format),
+                                               features=True)
+                with self.autocast():
+                    loss = d.init_loss(teacher_out)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total = total + loss.detach().float()
+            losses.append(float(total) / n_steps)
+            self.log(f"{cfg.distill} pre-training: epoch {epoch}/{d.init_epochs}, "
+                     f"loss {losses[-1]:.4f}")
+            if path is not None and self.dist.is_main:
+                atomic_save({"format": DISTILL_INIT_FORMAT, "method": cfg.distill,
+                             "epoch": epoch, "losses": losses,
+                             "parameters": {k: named[k].detach() for k in names},
+                             "optimizer": optimizer.state_dict()}, path)
+        return {k: named[k].detach().clone() for k in names}
+
     # ------------------------------------------------------------------ the step
     def step_views(
-        self, images: Tensor, labels: Tensor, generator: torch.Generator
-    ) -> tuple[Tensor, Tensor | None, Tensor]:
-        """The normalized views ``x``, ``x~`` and the labels of one batch, for this rank.
+        self, images: Tensor, labels: Tensor, generator: torch.Generator,
+        index: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        """The normalized views ``x``, ``x~``, the labels and the training-set indices of one
+        batch, for this rank.
 
         The DAs run on the whole (global) batch on every rank, from the same generator, so the
         per-image draws and the mixing partners are exactly those of a single-process run; a
@@ -188,9 +297,11 @@ class Trainer:
             r, w = self.dist.rank, self.dist.world_size
             x, labels = x[r::w], labels[r::w]
             x_aug = x_aug[r::w] if x_aug is not None else None
-        return x, x_aug, labels
+            index = index[r::w] if index is not None else None
+        return x, x_aug, labels, index
 
-    def _losses(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> dict:
+    def _losses(self, images: Tensor, labels: Tensor, generator: torch.Generator,
+                index: Tensor | None = None, epoch: int = 1) -> dict:
         """Named loss terms of one batch.
 
         As the reference code: the student and the teacher run once on ``x`` and once on
@@ -198,23 +309,37 @@ class Trainer:
         and the student's running statistics update twice per step. ``cfg.joint_forward``
         runs one forward over ``[x; x~]`` instead (pooled statistics, one update). Either way
         the step has one graph, from which the balancer takes its gradients.
+
+        Student runs return ``task = CE(S(x), y)`` and ``distill``, the method's loss summed
+        over the views (each view against the teacher's outputs on that view), plus detached
+        log terms ``<method>_<view>`` and ``<method>_<sub-term>_<view>``.
         """
-        x, x_aug, labels = self.step_views(images, labels, generator)
+        x, x_aug, labels, index = self.step_views(images, labels, generator, index)
         views = [x] if x_aug is None else [x, x_aug]
-        if self.cfg.joint_forward and len(views) == 2:
+        n_views = len(views)
+        if self.cfg.joint_forward and n_views == 2:
             views = [torch.cat(views)]
         views = [v.contiguous(memory_format=self.memory_format) for v in views]
+        features = self.distiller is not None and self.distiller.reads_features
         no_sync = self.forward_model.no_sync if self.dist.enabled else nullcontext
         with self.autocast(), no_sync():
-            logits = torch.cat([self.forward_model(v) for v in views])
+            students = [_as_output(self.forward_model(v, features=features)) for v in views]
             if self.teacher is None:
-                return {"task": F.cross_entropy(logits.float(), labels)}
+                return {"task": F.cross_entropy(students[0].logits.float(), labels)}
             with torch.no_grad():
-                teacher_logits = torch.cat([self.teacher(v) for v in views])
-        b = x.shape[0]
-        s_x, s_aug = logits[:b], (logits[b:] if x_aug is not None else None)
-        t_x, t_aug = teacher_logits[:b], (teacher_logits[b:] if x_aug is not None else None)
-        return kd_terms(s_x, t_x, labels, s_aug, t_aug, temperature=self.cfg.temperature)
+                teachers = [_as_output(self.teacher(v, features=features)) for v in views]
+            if len(views) != n_views:  # joint forward: split [x; x~] back into the two views
+                students, teachers = _split_views(students[0]), _split_views(teachers[0])
+            terms = {"task": task_loss(students[0].logits, labels)}
+            name = self.distiller.name
+            distill: Tensor | float = 0.0
+            for view, s_out, t_out in zip(VIEWS, students, teachers, strict=False):
+                out = self.distiller(s_out, t_out, Step(labels, index, view, epoch, generator))
+                distill = distill + out["loss"]
+                terms[f"{name}_{view}"] = out["loss"].detach()
+                terms.update({f"{name}_{k}_{view}": v for k, v in out.items() if k != "loss"})
+        terms["distill"] = distill
+        return terms
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training split; returns the epoch's mean loss parts."""
@@ -224,6 +349,8 @@ class Trainer:
         n = len(self.train_split)
         order = torch.randperm(n, device=self.device, generator=generator)
         self.model.train()
+        if self.distiller is not None:
+            self.distiller.train()
         sums: dict[str, Tensor] = {}
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         n_steps = math.ceil(n / cfg.batch_size)
@@ -237,7 +364,8 @@ class Trainer:
         for step in bar:
             index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             losses = self._losses(
-                self.train_split.images[index], self.train_split.labels[index], generator
+                self.train_split.images[index], self.train_split.labels[index], generator,
+                index, epoch,
             )
             # Ranks hold len(range(rank, b, world)) of the b samples; weighting each rank's mean
             # loss by its share makes the all-reduced mean gradient the global batch's.
@@ -251,7 +379,7 @@ class Trainer:
             else:
                 if share != 1:
                     losses = {**losses, **{k: losses[k] * share for k in ("task", "distill")}}
-                self.balancer.backward(losses, self.params)
+                self.balancer.backward(losses, self.params, self.method_params)
                 total = sum(losses[k] for k in ("task", "distill"))
             bad = ~torch.isfinite(total.detach())
             first_bad = torch.where((first_bad < 0) & bad, step, first_bad)
@@ -334,9 +462,12 @@ class Trainer:
             "train_seconds_this_session": seconds,
         }
         if self.balancer is not None:
+            summary["distill"] = self.cfg.distill
             summary["balancer"] = self.cfg.balancer
             if self.cfg.balancer == "agb":
                 summary["agb_lambda"] = self.agb_lambda
+            elif self.cfg.balancer == "manual":
+                summary["w_task"], summary["w_distill"] = self.cfg.manual_weights
         if self.run is not None and self.dist.is_main:
             self.run.write_json("summary.json", summary)
         return summary
@@ -351,6 +482,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "balancer": self.balancer.state_dict() if self.balancer is not None else {},
+            "distiller": self.distiller.state_dict() if self.distiller is not None else {},
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -379,6 +511,10 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             if self.balancer is not None:
                 self.balancer.load_state_dict(state["balancer"])
+            if self.distiller is not None:
+                if "distiller" not in state:
+                    raise KeyError("the checkpoint holds no state of the distillation method")
+                self.distiller.load_state_dict(state["distiller"])
         except (RuntimeError, ValueError, KeyError) as err:
             detail = " ".join(str(err).split())
             raise ValueError(f"cannot resume from {self.run.checkpoint}: its state does not "

@@ -453,13 +453,15 @@ def config_problems(data: Any) -> list[str]:
                      f"{name} has {v!r}")
     rng("holdout_fraction", 0, 1, True, True)
     rng("temperature", 0, MAX_TEMPERATURE, True, False)
-    rng("w_task", 0, INF, False, True)
-    rng("w_distill", 0, INF, False, True)
+    for name in ("w_task", "w_distill"):  # None: the method's hand-tuned weight
+        if cfg.get(name) is not None:
+            rng(name, 0, INF, False, True)
     if cfg.get("role") == "student":
         need(bool(cfg.get("teacher")), "a student without a teacher")
     if cfg.get("role") == "teacher":
         for k in ("teacher", "aug", "per_batch", "joint_forward"):
             need(not cfg.get(k), f"teacher run with {k}={cfg.get(k)!r}")
+        need(cfg.get("distill", "kd") == "kd", f"teacher run with distill={cfg.get('distill')!r}")
     if cfg.get("aug") is not None:
         problems += [f"aug: {p}" for p in da_spec_problems(cfg["aug"])]
     need(cfg.get("balancer") in BALANCERS.names(), f"balancer={cfg.get('balancer')!r}")
@@ -488,10 +490,10 @@ def yaml_text_problems(text: str) -> list[str]:
 
 # sweep specs
 TOP_KEYS = ("name", "dataset", "pairs", "teacher", "student", "grid", "tstddev", "out", "device")
-GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode")
+GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode", "distill")
 TSTDDEV_KEYS = ("epochs", "batch_size", "group_size", "modes", "cross_mode")
 STUDENT_FIXED = ("role", "model", "dataset", "root", "teacher", "aug", "epochs", "seed",
-                 "balancer", "per_batch")
+                 "balancer", "per_batch", "distill")
 MODES = ("per-image", "per-batch")
 TRANSFORM_OPTIONS = ("resize", "train_subset", "subset_seed")
 
@@ -581,7 +583,8 @@ def sweep_problems(spec: Any) -> list[str]:
     values: dict[str, list] = {}
     if need(isinstance(grid, dict), f"grid={grid!r}"):
         need(all(k in GRID_KEYS for k in grid), f"grid keys {list(grid)}")
-        defaults = {"epochs": [240], "seed": [0], "balancer": ["manual"], "mode": ["per-image"]}
+        defaults = {"epochs": [240], "seed": [0], "balancer": ["manual"], "mode": ["per-image"],
+                    "distill": ["kd"]}
         for key in GRID_KEYS:
             v = grid.get(key, defaults.get(key))
             if not need(v is not None, f"grid.{key} missing"):
@@ -601,6 +604,8 @@ def sweep_problems(spec: Any) -> list[str]:
             need(isinstance(b, str) and b in BALANCERS.names(), f"grid.balancer has {b!r}")
         for m in values.get("mode", []):
             need(isinstance(m, str) and m in MODES, f"grid.mode has {m!r}")
+        for method in values.get("distill", []):
+            need(isinstance(method, str) and _method_ok(method), f"grid.distill has {method!r}")
     fields = list(_train_fields())
     allowed = [f for f in fields if f not in STUDENT_FIXED]
     for section, extra in (("teacher", ["epochs"]), ("student", [])):
@@ -626,10 +631,10 @@ def sweep_problems(spec: Any) -> list[str]:
             else:
                 cfgs = [{"role": "student", "model": pair["student"], "teacher": "x",
                          "aug": aug, "per_batch": mode == "per-batch", "epochs": e, "seed": s,
-                         "balancer": b, **base, **sec}
+                         "balancer": b, "distill": method, **base, **sec}
                         for aug in values["aug"] for e in values["epochs"]
                         for s in values["seed"] for b in values["balancer"]
-                        for mode in values["mode"]]
+                        for mode in values["mode"] for method in values.get("distill", ["kd"])]
             for c in cfgs[:64]:
                 c.pop("dataset_options")  # judged above
                 c.pop("dataset")
@@ -645,13 +650,24 @@ def sweep_problems(spec: Any) -> list[str]:
         cross = ts.get("cross_mode", False)
         need(isinstance(cross, bool), f"tstddev.cross_mode={cross!r}")
         modes = ts.get("modes", values.get("mode", ["per-image"]))
-        if need(isinstance(modes, list) and len(modes) > 0, f"tstddev.modes={modes!r}"):
+        if need(isinstance(modes, list), f"tstddev.modes={modes!r}"):  # []: no T. stddev
             for m in modes:
                 need(isinstance(m, str) and m in MODES, f"tstddev.modes has {m!r}")
-            if cross is False and "mode" in values:
+            if cross is False and "mode" in values and modes:
                 need(any(_hashable(m) and m in values["mode"] for m in modes),
                      "grid.mode and tstddev.modes share no mode")
     return problems
+
+
+def _method_ok(spec: str) -> bool:
+    """Whether a distillation-method spec names a registered method with valid options."""
+    from augkd.distill import resolve_method
+
+    try:
+        resolve_method(spec)
+    except ValueError:
+        return False
+    return True
 
 
 def apply_overrides(spec: dict, overrides: list[str]) -> dict | list[str]:

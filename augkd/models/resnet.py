@@ -14,7 +14,6 @@ Stages (all post-ReLU): stem (``relu(bn1(conv1(x)))``), ``layer1``, ``layer2``, 
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from augkd.models.base import KDModel, init_conv_fan_out
@@ -31,6 +30,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
         self.downsample: nn.Module | None = None
         if stride != 1 or in_planes != planes:
             self.downsample = nn.Sequential(
@@ -39,10 +39,10 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        return self.relu(out + shortcut)
 
 
 class CifarResNet(KDModel):
@@ -72,6 +72,7 @@ class CifarResNet(KDModel):
         self.layer2 = self._make_layer(widths[1], widths[2], blocks_per_stage, stride=2)
         self.layer3 = self._make_layer(widths[2], widths[3], blocks_per_stage, stride=2)
         self.fc = nn.Linear(widths[3], num_classes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
         init_conv_fan_out(self)
 
     @staticmethod
@@ -81,7 +82,7 @@ class CifarResNet(KDModel):
         return nn.Sequential(*layers)
 
     def stage_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        stem = F.relu(self.bn1(self.conv1(x)))
+        stem = self.relu(self.bn1(self.conv1(x)))
         s1 = self.layer1(stem)
         s2 = self.layer2(s1)
         s3 = self.layer3(s2)

@@ -12,7 +12,6 @@ Stages (all post-ReLU): ``layer1``, ``layer2``, ``layer3``, ``layer4`` (32, 16, 
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from augkd.models.base import KDModel, init_conv_fan_out
@@ -33,6 +32,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != out_planes:
             self.shortcut = nn.Sequential(
@@ -41,10 +41,10 @@ class Bottleneck(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
+        return self.relu(out + self.shortcut(x))
 
 
 class BottleneckResNet(KDModel):
@@ -75,10 +75,11 @@ class BottleneckResNet(KDModel):
             layers.append(nn.Sequential(*stage))
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.linear = nn.Linear(stage_channels[-1], num_classes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
         init_conv_fan_out(self)
 
     def stage_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x)))
         s1 = self.layer1(out)
         s2 = self.layer2(s1)
         s3 = self.layer3(s2)

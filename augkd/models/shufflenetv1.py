@@ -54,16 +54,17 @@ class ShuffleUnit(nn.Module):
         self.bn2 = nn.BatchNorm2d(mid_planes)
         self.conv3 = nn.Conv2d(mid_planes, out_planes, 1, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x)))
         out = channel_shuffle(out, self.first_groups)
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         if self.stride == 2:
             shortcut = F.avg_pool2d(x, 3, stride=2, padding=1)
-            return F.relu(torch.cat([out, shortcut], dim=1))
-        return F.relu(out + x)
+            return self.relu(torch.cat([out, shortcut], dim=1))
+        return self.relu(out + x)
 
 
 class ShuffleNetV1(KDModel):
@@ -101,9 +102,10 @@ class ShuffleNetV1(KDModel):
             in_planes = planes
         self.layer1, self.layer2, self.layer3 = layers
         self.linear = nn.Linear(out_planes[-1], num_classes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
 
     def stage_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        stem = F.relu(self.bn1(self.conv1(x)))
+        stem = self.relu(self.bn1(self.conv1(x)))
         s1 = self.layer1(stem)
         s2 = self.layer2(s1)
         s3 = self.layer3(s2)

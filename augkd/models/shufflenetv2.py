@@ -21,7 +21,6 @@ that is pooled; 32, 16, 8, 4 px at 32x32 input).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from augkd.models.base import KDModel
@@ -52,12 +51,13 @@ class BasicUnit(nn.Module):
         self.bn2 = nn.BatchNorm2d(half)
         self.conv3 = _pointwise(half, half)
         self.bn3 = nn.BatchNorm2d(half)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
 
     def forward(self, x: Tensor) -> Tensor:
         kept, branch = x[:, : self.split], x[:, self.split :]
-        out = F.relu(self.bn1(self.conv1(branch)))
+        out = self.relu(self.bn1(self.conv1(branch)))
         out = self.bn2(self.conv2(out))
-        out = F.relu(self.bn3(self.conv3(out)))
+        out = self.relu(self.bn3(self.conv3(out)))
         return channel_shuffle(torch.cat([kept, out], dim=1), 2)
 
 
@@ -79,11 +79,12 @@ class DownUnit(nn.Module):
         self.bn4 = nn.BatchNorm2d(mid)
         self.conv5 = _pointwise(mid, mid)
         self.bn5 = nn.BatchNorm2d(mid)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
 
     def forward(self, x: Tensor) -> Tensor:
-        left = F.relu(self.bn2(self.conv2(self.bn1(self.conv1(x)))))
-        right = F.relu(self.bn3(self.conv3(x)))
-        right = F.relu(self.bn5(self.conv5(self.bn4(self.conv4(right)))))
+        left = self.relu(self.bn2(self.conv2(self.bn1(self.conv1(x)))))
+        right = self.relu(self.bn3(self.conv3(x)))
+        right = self.relu(self.bn5(self.conv5(self.bn4(self.conv4(right)))))
         return channel_shuffle(torch.cat([left, right], dim=1), 2)
 
 
@@ -121,12 +122,13 @@ class ShuffleNetV2(KDModel):
         self.conv2 = _pointwise(out_channels[2], out_channels[3])
         self.bn2 = nn.BatchNorm2d(out_channels[3])
         self.linear = nn.Linear(out_channels[3], num_classes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
 
     def stage_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        stem = F.relu(self.bn1(self.conv1(x)))
+        stem = self.relu(self.bn1(self.conv1(x)))
         s1 = self.layer1(stem)
         s2 = self.layer2(s1)
-        last = F.relu(self.bn2(self.conv2(self.layer3(s2))))
+        last = self.relu(self.bn2(self.conv2(self.layer3(s2))))
         return stem, s1, s2, last
 
     def classify(self, pooled: Tensor) -> Tensor:

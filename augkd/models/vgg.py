@@ -85,6 +85,7 @@ class VGG(KDModel):
         self.block3 = _conv_block(config[3], ends[2])
         self.block4 = _conv_block(config[4], ends[3])
         self.classifier = nn.Linear(ends[4], num_classes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
         init_conv_fan_out(self)
         nn.init.normal_(self.classifier.weight, 0.0, 0.01)
         nn.init.zeros_(self.classifier.bias)
@@ -95,13 +96,13 @@ class VGG(KDModel):
 
     def stage_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         pool3 = x.shape[-2] >= _POOL3_MIN_SIZE
-        s0 = F.relu(self.block0(x))
-        s1 = F.relu(self.block1(self._pool(s0)))
-        s2 = F.relu(self.block2(self._pool(s1)))
-        out = F.relu(self.block3(self._pool(s2)))
+        s0 = self.relu(self.block0(x))
+        s1 = self.relu(self.block1(self._pool(s0)))
+        s2 = self.relu(self.block2(self._pool(s1)))
+        out = self.relu(self.block3(self._pool(s2)))
         if pool3:
             out = self._pool(out)
-        s4 = F.relu(self.block4(out))
+        s4 = self.relu(self.block4(out))
         return s0, s1, s2, s4
 
     def classify(self, pooled: Tensor) -> Tensor:

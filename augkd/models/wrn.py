@@ -17,7 +17,6 @@ sums; the ReLU of the first three stages is applied only to the feature copy.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from augkd.models.base import KDModel, init_conv_fan_out
@@ -33,14 +32,15 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
         self.equal_in_out = in_planes == out_planes
         self.convShortcut: nn.Conv2d | None = None
         if not self.equal_in_out:
             self.convShortcut = nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        activated = F.relu(self.bn1(x))
-        out = F.relu(self.bn2(self.conv1(activated)))
+        activated = self.relu(self.bn1(x))
+        out = self.relu(self.bn2(self.conv1(activated)))
         out = self.conv2(out)
         # Equal widths keep the raw input as shortcut; a projection sees the activated input.
         shortcut = x if self.convShortcut is None else self.convShortcut(activated)
@@ -86,6 +86,7 @@ class WideResNet(KDModel):
         self.block3 = NetworkBlock(n, widths[2], widths[3], 2)
         self.bn1 = nn.BatchNorm2d(widths[3])
         self.fc = nn.Linear(widths[3], num_classes)
+        self.relu = nn.ReLU()  # the forward's ReLUs: a module, so quant.quantize_model can swap it
         init_conv_fan_out(self)
         nn.init.zeros_(self.fc.bias)
 
@@ -93,7 +94,7 @@ class WideResNet(KDModel):
         stem = self.conv1(x)
         s1 = self.block1(stem)
         s2 = self.block2(s1)
-        s3 = F.relu(self.bn1(self.block3(s2)))
+        s3 = self.relu(self.bn1(self.block3(s2)))
         return stem, s1, s2, s3
 
     def classify(self, pooled: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ Examples::
     python -m augkd.train student ... --distill 'fitnet(hint_layer=2)' --balancer manual
     python -m augkd.train teacher --model resnet20 --dataset imagefolder \\
         --root ../shared/data/cifar10-jpeg.tar.xz --resize 16 --train-subset 5000
+    python -m augkd.train student ... --quant w2a1 --temperature 15   # a DoReFa student
     python -m augkd.train --resume runs/student-wrn_16_2-...   # continue a killed run
 
 Every run writes one folder (see :mod:`augkd.training.run`).
@@ -32,6 +33,7 @@ from augkd.training.run import RunDir
 # CLI flag -> (TrainConfig field type, help), for the flags that map one to one.
 _FIELDS = {
     "model": (str, "architecture (augkd.models.list_models())"),
+    "quant": (str, "DoReFa-quantize the model: wNaM bits (e.g. w2a1; N, M in 1..8 or 32)"),
     "dataset": (str, "digits | cifar10 | cifar100 | imagefolder (default digits)"),
     "root": (str, "dataset folder or archive"),
     "epochs": (int, "epochs (default 240); the lr decays at 62.5/75/87.5 %% of them"),

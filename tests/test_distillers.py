@@ -42,7 +42,8 @@ from augkd.training.run import RunDir
 from tests.helpers import write_changed_spec
 
 FAST = dict(dataset="digits", progress=False, device="cpu")
-ALL_METHODS = ("kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ft", "nst", "crd", "dkd")
+ALL_METHODS = ("kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ft", "nst", "crd", "dkd",
+               "mlkd", "gt")
 
 
 def fixed(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -50,7 +51,7 @@ def fixed(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ the registry
-def test_the_twelve_methods_are_registered_in_the_protocols_order():
+def test_the_methods_are_registered_in_the_protocols_order():
     assert tuple(list_distillers()) == ALL_METHODS
 
 
@@ -227,13 +228,14 @@ def test_every_method_builds_and_runs_on_a_cross_family_pair(pair):
     teacher, student = create_model(pair[0], 10), create_model(pair[1], 10)
     setup = _setup(student, teacher)
     x = fixed(4, 3, 32, 32, seed=5)
-    with torch.no_grad():
-        t_out = _outputs(teacher.eval(), x)
-    s_out = _outputs(student.train(), x)
     step = Step(labels=torch.tensor([0, 1, 2, 3]), index=torch.tensor([0, 1, 2, 3]),
                 view="original", epoch=1)
     for method in ALL_METHODS:
         distiller = create_distiller(method, setup)
+        seen = distiller.expand(x)
+        with torch.no_grad():
+            t_out = _outputs(teacher.eval(), seen)
+        s_out = _outputs(student.train(), seen)
         loss = distiller(s_out, t_out, step)["loss"]
         assert loss.dim() == 0 and math.isfinite(float(loss.detach())), method
 
@@ -245,7 +247,7 @@ def _method_step(method, seed=0, **options):
     spec = method if not options else method + "(" + ",".join(
         f"{k}={v}" for k, v in options.items()) + ")"
     distiller = create_distiller(spec, setup)
-    x = fixed(6, 3, 16, 16, seed=seed + 1)
+    x = distiller.expand(fixed(6, 3, 16, 16, seed=seed + 1))
     with torch.no_grad():
         t_out = _outputs(teacher.eval(), x)
     s_out = _outputs(student.train(), x)
@@ -254,7 +256,7 @@ def _method_step(method, seed=0, **options):
     return distiller, student, s_out, t_out, step
 
 
-@pytest.mark.parametrize("method", ["fitnet", "cc", "vid", "ft", "crd"])
+@pytest.mark.parametrize("method", ["fitnet", "cc", "vid", "ft", "crd", "mlkd"])
 def test_gradient_reaches_every_trainable_part_and_the_student(method):
     distiller, student, s_out, t_out, step = _method_step(method)
     if distiller.pretrains:
@@ -460,3 +462,71 @@ def test_registry_holds_only_distiller_classes():
     for name in DISTILLERS:
         cls = DISTILLERS.get(name)
         assert cls.name == name and len(cls.weights) == 2
+
+
+# ------------------------------------------------------------------ MLKD
+def test_mlkd_views_are_the_four_exact_rotations():
+    from augkd.distill.mlkd import rotations
+
+    x = fixed(3, 2, 5, 5)
+    r = rotations(x)
+    assert r.shape == (12, 2, 5, 5)
+    assert torch.equal(r[:3], x)
+    n = 5  # quarter turns counter-clockwise, written out index by index
+    quarter = torch.stack([torch.stack([x[:, :, j, n - 1 - i] for j in range(n)], 2)
+                           for i in range(n)], 2)
+    assert torch.equal(r[3:6], quarter)
+    assert torch.equal(r[6:9], x.flip(2).flip(3))
+    assert torch.equal(r[9:12], quarter.flip(2).flip(3))
+
+
+def test_mlkd_relation_matrix_relates_rotated_rows_to_unrotated_ones():
+    from augkd.distill.mlkd import relation_matrix
+
+    f = fixed(8, 4)  # B = 2: rows 0-1 unrotated, rows 2-7 rotated
+    a = relation_matrix(f, 2)
+    assert a.shape == (6, 2)
+    unit = f / f.norm(dim=1, keepdim=True)
+    for i in range(6):
+        for j in range(2):
+            assert float(a[i, j]) == pytest.approx(float(unit[2 + i] @ unit[j]), rel=1e-5)
+
+
+def test_mlkd_terms_on_fixed_tensors():
+    from augkd.distill.mlkd import alignment_loss, correlation_loss, supcon_loss
+
+    f = fixed(6, 4)
+    assert float(alignment_loss(f, 3 * f)) == pytest.approx(0.0, abs=1e-6)  # same direction
+    assert float(alignment_loss(f, -f)) == pytest.approx(4.0, rel=1e-6)  # opposite: 2 - 2(-1)
+    a = fixed(6, 2, seed=1)
+    assert float(correlation_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(correlation_loss(a, fixed(6, 2, seed=2))) > 0
+    # supervised contrastive by hand: 4 unit vectors, labels (0, 0, 1, 1)
+    z = F.normalize(fixed(4, 3, seed=3), dim=1)
+    labels = torch.tensor([0, 0, 1, 1])
+    expected = 0.0
+    for i in range(4):
+        others = [a for a in range(4) if a != i]
+        denominator = sum(math.exp(float(z[i] @ z[a]) / 0.07) for a in others)
+        positive = [p for p in others if labels[p] == labels[i]]
+        expected += -sum(math.log(math.exp(float(z[i] @ z[p]) / 0.07) / denominator)
+                         for p in positive) / len(positive)
+    assert float(supcon_loss(z, labels)) == pytest.approx(expected / 4, rel=1e-4)
+
+
+def test_mlkd_task_loss_is_on_the_unrotated_images(digits, teacher_run):
+    cfg = _student_cfg(teacher_run, "mlkd", "manual", epochs=1)
+    teacher, _ = load_teacher(teacher_run, digits)
+    split = Split(digits.train_images, digits.train_labels)
+    trainer = Trainer(cfg, split, split, mean=digits.mean, std=digits.std, num_classes=10,
+                      in_channels=1, teacher=teacher, run=None, log=lambda s: None)
+    images, labels = digits.train_images[:16], digits.train_labels[:16]
+    generator = torch.Generator().manual_seed(0)
+    losses = trainer._losses(images, labels, generator, torch.arange(16), 1)
+    x = trainer.step_views(images, labels, torch.Generator().manual_seed(0))[0]
+    trainer.model.train()
+    with torch.no_grad():
+        logits = trainer.model(torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)]))
+    # BatchNorm normalizes over the 4B batch; CE is on its first B (0-degree) rows
+    assert float(losses["task"]) == pytest.approx(float(F.cross_entropy(logits[:16], labels)),
+                                                  rel=1e-4)

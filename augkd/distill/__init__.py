@@ -1,13 +1,14 @@
 """Distillation methods behind one contract (see :mod:`augkd.distill.base`).
 
 ``create_distiller("fitnet(hint_layer=2)", setup)`` builds a method; ``list_distillers()``
-names them: kd, fitnet, at, sp, cc, vid, rkd, pkt, ft, nst, crd, dkd. Their pure loss
+names them: kd, fitnet, at, sp, cc, vid, rkd, pkt, ft, nst, crd, dkd, mlkd and gt
+(the labels as soft targets). Their pure loss
 functions are in :mod:`augkd.distill.functional`. :func:`kd_terms` is the two-view KD step
 of the benchmark as one function (the trainer composes the same from the ``kd`` distiller).
 """
 
 # registration order = the protocol's order of the methods
-from augkd.distill import kd, fitnet, at, sp, cc, vid, rkd, pkt, ft, nst, crd, dkd  # noqa: F401, I001
+from augkd.distill import kd, fitnet, at, sp, cc, vid, rkd, pkt, ft, nst, crd, dkd, mlkd, gt  # noqa: F401, I001, E501
 from augkd.distill.base import (
     DISTILLERS,
     VIEWS,

@@ -162,6 +162,12 @@ class Distiller(nn.Module):
         """
         raise NotImplementedError
 
+    def expand(self, x: Tensor) -> Tensor:
+        """What the networks see for a view ``x`` (``[B, C, H, W]``, normalized): ``x`` itself,
+        or a larger batch whose first B rows are ``x`` (MLKD's four rotations); the task loss
+        is taken on the first B rows."""
+        return x
+
     def init_parameters(self) -> list[nn.Parameter]:
         """The parameters the pre-training stage trains (frozen afterwards); none by default."""
         return []

@@ -21,6 +21,7 @@ from torch import nn
 from augkd.data import Dataset, load_dataset
 from augkd.distill import resolve_method
 from augkd.models import MODELS, create_model, load_kd_checkpoint
+from augkd.models.quant import quantize_model
 from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from augkd.training.config import TrainConfig
@@ -168,9 +169,12 @@ def read_manifest(path: Path, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_from_state(path: Path, state: dict[str, Any], manifest: dict[str, Any]) -> nn.Module:
-    """The model a model.pt describes: its manifest's architecture with its weights."""
+    """The model a model.pt describes: its manifest's architecture (DoReFa-quantized when the
+    manifest records bit widths, ``quant``) with its weights."""
     architecture = manifest["architecture"]
     model = create_model(architecture, manifest["num_classes"], manifest["in_channels"])
+    if manifest.get("quant"):
+        quantize_model(model, manifest["quant"])
     load_weights(model, state, path, architecture)
     return model
 

@@ -53,6 +53,7 @@ class TrainConfig:
 
     role: str = "teacher"
     model: str = "resnet8"
+    quant: str | None = None  # DoReFa bit widths "wNaM" (e.g. w2a1); None: full precision
     dataset: str = "digits"
     root: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +166,13 @@ class TrainConfig:
         from augkd.models import MODELS
 
         resolve_method(self.distill)  # a bad method name or option fails here, by name
+        if self.quant is not None:
+            from augkd.models.quant import parse_quant
+
+            try:
+                parse_quant(self.quant)
+            except ValueError as err:
+                raise ValueError(f"quant: {err}") from None
         BALANCERS.get(self.balancer)  # unknown names -> an error listing the known ones
         MODELS.get(self.model)
         if self.teacher_model is not None:

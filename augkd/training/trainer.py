@@ -35,6 +35,7 @@ from augkd.distill.losses import task_loss
 from augkd.metrics import evaluate
 from augkd.models import create_model
 from augkd.models.base import ModelOutput
+from augkd.models.quant import quantize_model
 from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
@@ -146,7 +147,10 @@ class Trainer:
 
         self.num_classes, self.in_channels = int(num_classes), int(in_channels)
         torch.manual_seed(cfg.seed)  # the initial weights
-        self.model = create_model(cfg.model, num_classes, in_channels).to(self.device)
+        self.model = create_model(cfg.model, num_classes, in_channels)
+        if cfg.quant:  # DoReFa: before the optimizer (and DDP, compile) see the layers
+            quantize_model(self.model, cfg.quant)
+        self.model = self.model.to(self.device)
         self.model = self.model.to(memory_format=self.memory_format)
         self.forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
         self.dist = distributed.current()
@@ -316,6 +320,8 @@ class Trainer:
         """
         x, x_aug, labels, index = self.step_views(images, labels, generator, index)
         views = [x] if x_aug is None else [x, x_aug]
+        if self.distiller is not None:  # e.g. MLKD's four rotations of each view
+            views = [self.distiller.expand(v) for v in views]
         n_views = len(views)
         if self.cfg.joint_forward and n_views == 2:
             views = [torch.cat(views)]
@@ -330,7 +336,7 @@ class Trainer:
                 teachers = [_as_output(self.teacher(v, features=features)) for v in views]
             if len(views) != n_views:  # joint forward: split [x; x~] back into the two views
                 students, teachers = _split_views(students[0]), _split_views(teachers[0])
-            terms = {"task": task_loss(students[0].logits, labels)}
+            terms = {"task": task_loss(students[0].logits[:x.shape[0]], labels)}
             name = self.distiller.name
             distill: Tensor | float = 0.0
             for view, s_out, t_out in zip(VIEWS, students, teachers, strict=False):
@@ -454,6 +460,7 @@ class Trainer:
         summary = {
             "role": self.cfg.role,
             "model": self.cfg.model,
+            "quant": self.cfg.quant,
             "dataset": self.cfg.dataset,
             "aug": self.cfg.aug,
             "epochs": self.cfg.epochs,
@@ -531,6 +538,7 @@ class Trainer:
         final = self.final_eval()
         return {
             "architecture": self.cfg.model,
+            "quant": self.cfg.quant,
             "role": self.cfg.role,
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,

@@ -13,6 +13,11 @@
 #            resumable: run it again (with .data/runs carried) until it reports nothing to do
 #   long     the long-epoch ablation (experiments/long_epochs.yaml): identity and cutmix at
 #            15 and 30 epochs, 3 seeds, resumable like study
+#   distill  the distillers table at 32 px: the 14 methods x {manual, AGB} on wrn_40_2 -> wrn_16_2
+#            and resnet56 -> resnet20 (teachers trained on demand, 30 epochs), 15-epoch
+#            students, 8 sweep workers sharing the GPU; resumable like study
+#   temp     seed 002's temperature study at 32 px (experiments/temperature_gpu.yaml: the
+#            wrn_40_2 teacher, w2a1 and full-precision wrn_16_2 students), resumable
 #   quick    everything of the fidelity issue in one call of at most 9 minutes: the wrn_40_2
 #            CIFAR-10 teacher (short schedule), the ranking in both modes, and a 9-DA x 3-seed
 #            per-batch correlation study with N sweep workers sharing the GPU, plus the epoch
@@ -39,7 +44,7 @@ train() {
     python -m augkd.train "$@"
 }
 
-case "${1:?step: bench | teacher | rank | kd | study | long | quick}" in
+case "${1:?step: bench | teacher | rank | kd | study | long | distill | temp | quick}" in
 bench)
     python -m pytest -q tests -k "cuda or device" 2>&1 | tee "$OUT/cuda_tests.txt"
     python benchmarks/bench_augment.py --device cuda --workers 8 --out "$OUT/augment_h100"
@@ -89,6 +94,19 @@ long)
         --out .data/runs/long 2>&1 | tee "$OUT/long.log"
     cp .data/runs/long/results.csv "$OUT/long_results.csv"
     cp .data/runs/long/summary.csv "$OUT/long_summary.csv"
+    ;;
+distill)
+    python -m augkd.sweep experiments/distillers_cpu.yaml --no-progress --workers 8 \
+        --set "dataset.root=$ARCHIVE" 'dataset.options={}' teacher.epochs=30 \
+        "pairs=[{teacher: wrn_40_2, student: wrn_16_2, teacher_run: $TEACHER}, {teacher: resnet56, student: resnet20}]" \
+        'grid.distill=[kd, fitnet, at, sp, cc, vid, rkd, pkt, ft, nst, crd, dkd, mlkd, gt]' \
+        'grid.seed=[0]' --out .data/runs/distill 2>&1 | tee "$OUT/distill.log"
+    python experiments/distillers_report.py .data/runs/distill "$OUT/distill"
+    ;;
+temp)
+    python experiments/temperature_study.py experiments/temperature_gpu.yaml --workers 8 \
+        2>&1 | tee "$OUT/temperature.log"
+    python experiments/temperature_report.py .data/runs/temperature "$OUT/temperature"
     ;;
 quick)
     T_MODEL="${QUICK_TEACHER:-wrn_40_2}" S_MODEL="${QUICK_STUDENT:-wrn_16_2}"

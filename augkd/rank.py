@@ -93,7 +93,8 @@ class RankConfig:
             if mode not in MODES:
                 raise ValueError(f"unknown DA mode {mode!r}; known: {', '.join(MODES)}")
         for aug in self.augs:
-            create(aug)  # fails early, naming an unknown DA or parameter
+            for mode in self.modes:  # fails early, naming an unknown DA or parameter
+                create(aug, per_batch=True if mode == "per-batch" else None)
         MODELS.get(self.student)  # unknown names -> the registry's error listing known ones
         BALANCERS.get(self.balancer)
         resolve_method(self.distill)  # an unknown method or option fails here, by name

@@ -1,6 +1,6 @@
-"""Run the temperature study of a spec (experiments/temperature_cpu.yaml): resumable, N workers.
+"""Run the temperature study of a spec (experiments/temperature/cpu.yaml): resumable, N workers.
 
-    python experiments/temperature_study.py experiments/temperature_cpu.yaml --workers 2
+    python experiments/temperature_study.py experiments/temperature/cpu.yaml --workers 2
 
 Every run is a normal augkd run folder under the spec's ``out``:
 ``<student>/<variant>-T<T>-s<seed>/`` and ``<student>/labels-s<seed>/``; a killed study

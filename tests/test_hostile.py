@@ -151,8 +151,8 @@ def test_leftover_temporaries_of_killed_writes_are_removed(tmp_path, digits):
 def test_nan_in_the_first_epoch_names_no_checkpoint(tmp_path, digits, monkeypatch):
     original = Trainer._losses
 
-    def poisoned(self, images, labels, generator):
-        losses = original(self, images, labels, generator)
+    def poisoned(self, images, labels, generator, *step):
+        losses = original(self, images, labels, generator, *step)
         return {**losses, "task": losses["task"] * float("nan")}
 
     monkeypatch.setattr(Trainer, "_losses", poisoned)
@@ -334,7 +334,7 @@ def test_a_report_of_non_finite_t_stddev_is_refused(tmp_path):
     ("teacher", "lr", float("nan"), "teacher.lr must be a finite number"),
     ("tstddev", "epochs", 0, "tstddev.epochs must be an integer >= 1"),
     ("tstddev", "group_size", "ten", "tstddev.group_size must be an integer >= 1"),
-    ("tstddev", "modes", "per-image", "tstddev.modes must be a non-empty list"),
+    ("tstddev", "modes", "per-image", "tstddev.modes must be a list"),
     ("student", "temperature", float("inf"), r"student.temperature must be in \(0, 1000\]"),
 ])
 def test_every_sweep_value_is_checked_with_its_dotted_key(tmp_path, section, key, value, message):

@@ -64,7 +64,7 @@ def _study_module():
 
 def test_the_temperature_spec_expands_into_valid_runs_with_the_t2_ablation():
     study = _study_module()
-    spec = yaml.safe_load((REPO / "experiments" / "temperature_cpu.yaml").read_text())
+    spec = yaml.safe_load((REPO / "experiments" / "temperature" / "cpu.yaml").read_text())
     jobs = dict(study.jobs(spec))
     n = len(spec["seeds"]) * len(spec["students"]) * (
         1 + len(spec["temperatures"]) * len(spec["variants"]))

@@ -219,7 +219,8 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
         grid[key] = values
     for aug in grid["aug"]:
         try:
-            create(aug)
+            for mode in grid["mode"]:  # e.g. an albumentations DA has no per-batch draw
+                create(aug, per_batch=True if mode == "per-batch" else None)
         except ValueError as err:
             raise SpecError(f"grid.aug: {err}") from None
     for key in ("epochs", "seed"):

@@ -160,7 +160,7 @@ class TrainConfig:
         if self.aug is not None:
             from augkd.augment import create  # fails here, naming a bad DA, before any work
 
-            create(self.aug)
+            create(self.aug, per_batch=True if self.per_batch else None)
         from augkd.balance import BALANCERS
         from augkd.distill import resolve_method
         from augkd.models import MODELS

@@ -16,7 +16,7 @@
 #   distill  the distillers table at 32 px: the 14 methods x {manual, AGB} on wrn_40_2 -> wrn_16_2
 #            and resnet56 -> resnet20 (teachers trained on demand, 30 epochs), 15-epoch
 #            students, 8 sweep workers sharing the GPU; resumable like study
-#   temp     seed 002's temperature study at 32 px (experiments/temperature_gpu.yaml: the
+#   temp     seed 002's temperature study at 32 px (experiments/temperature/gpu.yaml: the
 #            wrn_40_2 teacher, w2a1 and full-precision wrn_16_2 students), resumable
 #   quick    everything of the fidelity issue in one call of at most 9 minutes: the wrn_40_2
 #            CIFAR-10 teacher (short schedule), the ranking in both modes, and a 9-DA x 3-seed
@@ -104,7 +104,7 @@ distill)
     python experiments/distillers_report.py .data/runs/distill "$OUT/distill"
     ;;
 temp)
-    python experiments/temperature_study.py experiments/temperature_gpu.yaml --workers 8 \
+    python experiments/temperature_study.py experiments/temperature/gpu.yaml --workers 8 \
         2>&1 | tee "$OUT/temperature.log"
     python experiments/temperature_report.py .data/runs/temperature "$OUT/temperature"
     ;;

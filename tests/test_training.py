@@ -108,8 +108,8 @@ def test_non_finite_loss_stops_naming_epoch_and_step(tmp_path, digits, monkeypat
     original = Trainer._losses
     calls = {"n": 0}
 
-    def poisoned(self, images, labels, generator):
-        losses = original(self, images, labels, generator)
+    def poisoned(self, images, labels, generator, *step):
+        losses = original(self, images, labels, generator, *step)
         calls["n"] += 1
         if calls["n"] == 22 + 5:  # epoch 2 (22 steps per digits epoch), step 4
             losses["task"] = losses["task"] * float("nan")

@@ -86,7 +86,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("student test top-1 (%)")
     low = max(0.0, float(table["top1"].min()) - 10)
     ax.set_ylim(low, float((table["top1"] + table["top1_std"].fillna(0)).max()) + 3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=130)

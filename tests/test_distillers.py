@@ -339,7 +339,7 @@ def test_agb_weights_are_computed_from_the_students_gradients_alone():
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory, digits):
     out = tmp_path_factory.mktemp("distillers") / "teacher"
-    return train(TrainConfig(role="teacher", model="resnet14", epochs=4, **FAST), out,
+    return train(TrainConfig(role="teacher", model="resnet8", epochs=3, **FAST), out,
                  data=digits, log=lambda s: None).run_dir
 
 
@@ -359,7 +359,8 @@ def test_every_method_trains_a_digits_student_with_the_loss_falling(
     # method's loss 1 : 1; the framework's weights are pinned by
     # test_manual_weights_default_to_the_frameworks_per_method and the CLI test.
     weights = {"w_task": 1.0, "w_distill": 1.0} if balancer == "manual" else {}
-    result = train(_student_cfg(teacher_run, method, balancer, **weights), tmp_path / "run",
+    cfg = _student_cfg(teacher_run, method, balancer, epochs=2, batch_size=128, **weights)
+    result = train(cfg, tmp_path / "run",
                    data=digits, log=lambda s: None)
     records = RunDir(result.run_dir).read_metrics()
     assert records[-1]["train_task"] < records[0]["train_task"], (method, balancer)

@@ -115,7 +115,7 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-def spec_parameters(cls: type[Augmentation]) -> dict[str, inspect.Parameter]:
+def spec_parameters(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword-only ``__init__`` parameters of ``cls``: the parameters its spec accepts."""
     signature = inspect.signature(cls.__init__)
     return {
@@ -135,14 +135,25 @@ def _resolve(spec: str) -> tuple[type[Augmentation], dict[str, Any]]:
         known = ", ".join(list_augmentations())
         raise UnknownNameError(f"unknown augmentation {name!r}; known: {known}")
     cls = AUGMENTATIONS.get(name)
+    return cls, check_spec_options(name, cls, kwargs)
+
+
+def check_spec_options(name: str, cls: type, kwargs: dict[str, Any],
+                       word: str = "parameter") -> dict[str, Any]:
+    """``kwargs`` checked against the keyword-only ``__init__`` parameters of ``cls`` (names
+    and type hints; ints widen to floats), for any class named by a spec (DAs, distillers).
+
+    Raises:
+        ValueError: ``"<name>: unknown <word> 'k'; allowed: ..."`` or a value of the wrong type.
+    """
     params = spec_parameters(cls)
     hints = typing.get_type_hints(cls.__init__)
     for key, value in kwargs.items():
         if key not in params:
             allowed = ", ".join(params) or "none"
-            raise ValueError(f"{name}: unknown parameter {key!r}; allowed: {allowed}")
+            raise ValueError(f"{name}: unknown {word} {key!r}; allowed: {allowed}")
         kwargs[key] = coerce_value(name, key, value, hints.get(key, Any))
-    return cls, kwargs
+    return kwargs
 
 
 def coerce_value(aug: str, key: str, value: Any, hint: Any) -> Any:

@@ -215,21 +215,19 @@ class AGB(Balancer):
         # Two gradient computations on the one graph of the step's single forward pass.
         grads_task = self._grads(task, params, retain_graph=True)
         grads_all = self._grads(distill, params + method_params)
-        grads_distill, grads_method = grads_all[:len(params)], grads_all[len(params):]
-        dot, sq_t, sq_d = gradient_products(grads_task, grads_distill)
+        dot, sq_t, sq_d = gradient_products(grads_task, grads_all[:len(params)])
         info = agb_weights(dot, sq_t, sq_d, self.lam, return_info=True)
 
-        blended = torch._foreach_mul(grads_task, info.alpha)
-        scaled_distill = torch._foreach_mul(grads_distill, info.beta)
-        for g in scaled_distill:  # only a fallback step (beta = 0) can hold 0 * inf = NaN here
+        # beta G_d over the student's and the method's parameters at once; only a fallback
+        # step (beta = 0) can hold 0 * inf = NaN here
+        scaled = torch._foreach_mul(grads_all, info.beta)
+        for g in scaled:
             torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
-        torch._foreach_add_(blended, scaled_distill)
+        blended = torch._foreach_mul(grads_task, info.alpha)
+        torch._foreach_add_(blended, scaled[:len(params)])
         assign_grads(params, blended)
         if method_params:
-            scaled_method = torch._foreach_mul(grads_method, info.beta)
-            for g in scaled_method:
-                torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
-            assign_grads(method_params, scaled_method)
+            assign_grads(method_params, scaled[len(params):])
 
         sq_blend = info.alpha**2 * sq_t + 2 * info.alpha * info.beta * dot + info.beta**2 * sq_d
         norm_ratio = (sq_blend.clamp_min(0.0) / sq_t).sqrt()

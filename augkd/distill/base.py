@@ -27,14 +27,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from augkd.augment.spec import coerce_value, parse_spec
+from augkd.augment.spec import check_param, check_spec_options, parse_spec, spec_parameters
 from augkd.models.base import ModelOutput
 from augkd.registry import Registry, UnknownNameError
 
@@ -94,10 +93,6 @@ class DistillSetup:
     train_labels: Tensor
     epochs: int
     temperature: float = 4.0
-
-    @property
-    def num_train(self) -> int:
-        return int(self.train_labels.shape[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,9 +197,7 @@ def register_distiller(name: str) -> Callable[[type[Distiller]], type[Distiller]
 
 def method_options(cls: type[Distiller]) -> dict[str, inspect.Parameter]:
     """The keyword-only ``__init__`` parameters of ``cls``: the options its spec accepts."""
-    signature = inspect.signature(cls.__init__)
-    return {p.name: p for p in signature.parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return spec_parameters(cls)
 
 
 def resolve_method(spec: str) -> tuple[type[Distiller], dict[str, Any]]:
@@ -220,14 +213,7 @@ def resolve_method(spec: str) -> tuple[type[Distiller], dict[str, Any]]:
             f"unknown distillation method {name!r}; known: {', '.join(DISTILLERS.names())}"
         )
     cls = DISTILLERS.get(name)
-    params = method_options(cls)
-    hints = typing.get_type_hints(cls.__init__)
-    for key, value in kwargs.items():
-        if key not in params:
-            raise ValueError(f"{name}: unknown option {key!r}; allowed: "
-                             f"{', '.join(params) or 'none'}")
-        kwargs[key] = coerce_value(name, key, value, hints.get(key, Any))
-    return cls, kwargs
+    return cls, check_spec_options(name, cls, kwargs, word="option")
 
 
 def create_distiller(spec: str, setup: DistillSetup) -> Distiller:
@@ -250,10 +236,9 @@ def list_distillers() -> list[str]:
     return DISTILLERS.names()
 
 
-def check_option(method: str, option: str, value: object, ok: bool, allowed: str) -> None:
-    """Raise ``ValueError`` naming the method, option, value and allowed range unless ``ok``."""
-    if not ok:
-        raise ValueError(f"{method}: bad value {option}={value!r}; allowed: {allowed}")
+check_option = check_param
+"""``check_option(method, option, value, ok, allowed)``: the DA specs' range check, whose
+message ("<method>: bad value <option>=<value>; allowed: ...") fits the methods' options too."""
 
 
 # ---------------------------------------------------------------------- feature helpers
@@ -279,16 +264,6 @@ def pool_to_common(f_s: Tensor, f_t: Tensor) -> tuple[Tensor, Tensor]:
     size = (min(hw_s[0], hw_t[0]), min(hw_s[1], hw_t[1]))
     pool = torch.nn.functional.adaptive_avg_pool2d
     return (pool(f_s, size) if hw_s != size else f_s), (pool(f_t, size) if hw_t != size else f_t)
-
-
-def as_float32(*tensors: Tensor) -> list[Tensor]:
-    """The tensors in float32 (the methods' losses are computed in float32 under autocast)."""
-    return [t.float() for t in tensors]
-
-
-def detached(terms: dict[str, Tensor]) -> dict[str, Tensor]:
-    """``terms`` with every entry but ``loss`` detached (the log-only sub-terms)."""
-    return {k: (v if k == "loss" else v.detach()) for k, v in terms.items()}
 
 
 def float32(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:

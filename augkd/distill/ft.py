@@ -84,7 +84,7 @@ class FT(Distiller):
         check_option("ft", "k", k, 0 < k <= 4, "in (0, 4]")
         if init_epochs is not None:
             check_option("ft", "init_epochs", init_epochs, init_epochs >= 1, ">= 1")
-        self.k, self.init_epochs_option = k, init_epochs
+        self.k = k
         self.init_epochs = (init_epochs if init_epochs is not None
                             else max(1, round(30 * setup.epochs / 240)))
         c_t, c_s = setup.teacher.stages[-1][0], setup.student.stages[-1][0]

@@ -20,6 +20,7 @@ from augkd.distill.base import (
     Step,
     check_option,
     float32,
+    pool_to_common,
     register_distiller,
 )
 from augkd.models.base import ModelOutput
@@ -78,11 +79,7 @@ class VID(Distiller):
         total = 0.0
         for regressor, f_s, f_t in zip(self.regressors, student.stages[1:], teacher.stages[1:],
                                        strict=True):
-            # the framework pools the student's map down to the teacher's, or the teacher's
-            # down to the student's, before regressing
-            if f_s.shape[2] > f_t.shape[2]:
-                f_s = F.adaptive_avg_pool2d(f_s, f_t.shape[2:])
-            elif f_s.shape[2] < f_t.shape[2]:
-                f_t = F.adaptive_avg_pool2d(f_t, f_s.shape[2:])
+            # the framework pools the larger map down to the smaller one before regressing
+            f_s, f_t = pool_to_common(f_s, f_t)
             total = total + vid_nll(regressor(f_s), f_t, regressor.log_scale)
         return {"loss": total}

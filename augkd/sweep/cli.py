@@ -66,13 +66,24 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def _worker_log(worker_id: int):
+    """A logger for worker ``worker_id`` that writes each line in one call.
+
+    The workers share the parent's stdout; ``print`` writes the text and its newline separately
+    when Python runs unbuffered (``PYTHONUNBUFFERED``), and two workers' lines then interleave.
+    """
+    def log(message: str) -> None:
+        sys.stdout.write(f"[worker {worker_id}] {message}\n")
+        sys.stdout.flush()
+    return log
+
+
 def _run(args: argparse.Namespace) -> None:
     if isinstance(args.workers, bool) or args.workers < 1:
         raise SpecError(f"--workers must be an integer >= 1, got {args.workers}")
     sweep = load_spec(args.spec, _overrides(args))
     index, count = parse_shard(args.shard)
-    log = print if args.worker_id is None else (lambda m: print(f"[worker {args.worker_id}] {m}",
-                                                                flush=True))
+    log = print if args.worker_id is None else _worker_log(args.worker_id)
     runner = SweepRunner(sweep, progress=not args.no_progress, log=log)
     if args.teachers_only:
         jobs = [j for j in sweep.jobs() if j.kind == "teacher"]

@@ -1,6 +1,6 @@
 """``python -m augkd.rank``: rank the DAs for distilling a teacher, from the teacher alone.
 
-For every DA spec, the teacher-only T. stddev (protocol.md section 3) is measured; the DAs are
+For every DA spec, the teacher-only T. stddev (docs/protocol.md §3) is measured; the DAs are
 ranked lowest first (a good DA lowers it). With ``--validate`` one student per DA (and seed) is
 distilled with the trainer, and the correlation of T. stddev with the students' test loss is
 reported with p-values, in the terminal, in the results folder and in an HTML/Markdown report.
@@ -60,7 +60,7 @@ class RankConfig:
     dataset: str = "digits"
     root: str | None = None
     teacher: str = "resnet20"  # a run folder, a checkpoint, or a model name to train first
-    teacher_model: str | None = None  # architecture of a foreign checkpoint
+    teacher_model: str | None = None  # architecture of a foreign checkpoint (else inferred)
     teacher_epochs: int = 30  # when the teacher is trained here
     augs: tuple[str, ...] = tuple(PAPER_DAS)
     modes: tuple[str, ...] = ("per-image",)
@@ -130,7 +130,8 @@ def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=pri
             f"to train one (known: {', '.join(MODELS)})"
         )
     if Path(cfg.teacher).exists():
-        return load_teacher(cfg.teacher, data, device, cfg.teacher_model), Path(cfg.teacher)
+        return (load_teacher(cfg.teacher, data, device, cfg.teacher_model, log=log),
+                Path(cfg.teacher))
     run_dir = (cache_root(cfg) / "teachers"
                / f"{data.name}-{data.checksum[:12]}-{cfg.teacher}-e{cfg.teacher_epochs}-s0")
     run = RunDir(run_dir)
@@ -194,7 +195,7 @@ def scorer_run_dir(root: Path, data: Dataset, teacher_dir: Path, student: str,
 
 def obtain_scoring_student(cfg: RankConfig, data: Dataset, teacher_dir: Path, device,
                            log=print):
-    """The frozen, trained KD student that ranks cutmixpick-s's pool (protocol section 1).
+    """The frozen, trained KD student that ranks cutmixpick-s's pool (docs/protocol.md §1).
 
     ``--student-run`` gives it; otherwise a short crop+flip KD run of the pair's student
     (``--scorer-epochs``, the manual 0.1/0.9 balancer) is trained once and cached like the
@@ -393,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="dataset folder or archive")
     p.add_argument("--teacher", default=d.teacher,
                    help="teacher run folder or checkpoint, or a model name to train one first")
-    p.add_argument("--teacher-model", default=None, help="architecture of a foreign checkpoint")
+    p.add_argument("--teacher-model", default=None,
+                   help="architecture of a foreign (RepDistiller, mdistiller, torchdistill) "
+                        "checkpoint; default: inferred from its weights")
     p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs)
     p.add_argument("--augs", nargs="+", default=list(d.augs), metavar="SPEC",
                    help="DA specs (default: the nine of the benchmark)")

@@ -155,7 +155,7 @@ def cutmix_pixels(images: Tensor, params: CutMixParams) -> Tensor:
 class CutMix(Augmentation):
     """Paste a box of a partner image; ``lam ~ Beta(beta, beta)`` sets the box size.
 
-    As the reference code (protocol section 2): ``cut = int(sqrt(1 - lam) * W)`` (and H), the
+    As the reference code (docs/protocol.md §2): ``cut = int(sqrt(1 - lam) * W)`` (and H), the
     centre ``(cy, cx)`` uniform over the pixels, the box rows ``[cy - cut // 2, cy + cut // 2)``
     and columns likewise, clipped to the image, so an odd side loses a pixel and a side of 1
     pastes nothing. The reported lambda is the exact kept fraction. The partner permutation is

@@ -6,7 +6,7 @@
                                           \\-> extra DA -> x~ -> normalize -> Views.augmented
 
 The extra DA works on the base-augmented batch and never writes into it (every DA is
-out-of-place), so x~ is an augmented copy of x and x itself stays as it is (protocol, section 1).
+out-of-place), so x~ is an augmented copy of x and x itself stays as it is (docs/protocol.md §1).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "cutmixpick-s": ("cutmixpick", {"score": "student"}),
 }
 
-#: The nine DAs of the benchmark, in the order of the protocol (section 2).
+#: The nine DAs of the benchmark, in the order of docs/protocol.md §2.
 PAPER_DAS: tuple[str, ...] = (
     "identity",
     "flip",

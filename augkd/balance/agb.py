@@ -1,4 +1,4 @@
-"""Automatic Gradient Blending (AGB), the default balancer (protocol.md section 5).
+"""Automatic Gradient Blending (AGB), the default balancer (docs/protocol.md §5).
 
 From one forward pass, the task gradient G_t and the distill gradient G_d over the student's
 parameters are blended into ``G = alpha G_t + beta G_d`` with ``|G| = |G_t|`` and

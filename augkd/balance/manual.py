@@ -1,6 +1,6 @@
 """Fixed, hand-tuned loss weights: ``.grad`` of ``w_task * task + w_distill * distill``.
 
-The defaults are the KD recipe of protocol.md section 1 (CE 0.1, KD 0.9).
+The defaults are the KD recipe of docs/protocol.md §1 (CE 0.1, KD 0.9).
 """
 
 from __future__ import annotations

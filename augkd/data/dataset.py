@@ -300,7 +300,7 @@ def apply_transforms(
 
 
 #: Published normalization constants ([0, 1] scale), used instead of the training split's
-#: statistics for these datasets (protocol.md section 1 and the CIFAR-10 recipe).
+#: statistics for these datasets (docs/protocol.md §1 and the CIFAR-10 recipe).
 PUBLISHED_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),

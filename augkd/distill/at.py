@@ -1,4 +1,4 @@
-"""Attention transfer (Zagoruyko & Komodakis 2017) on ``feat[1:-1]`` (protocol section 8).
+"""Attention transfer (Zagoruyko & Komodakis 2017) on ``feat[1:-1]`` (docs/protocol.md §8).
 
 Per stage: ``mean((normalize(mean_c f_s^p) - normalize(mean_c f_t^p))^2)``, the maps pooled to
 the smaller size; summed over the stages; beta 1000.

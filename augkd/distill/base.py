@@ -14,7 +14,7 @@ training-set indices of the samples, the view's name and the epoch. The view's d
 ``KD(S(x), T(x)) + KD(S(x~), T(x~))``, and the balancer sees it as one loss.
 
 Features, in the common CIFAR framework's indexing of ``model(x, is_feat=True)`` (protocol
-section 8), map onto augkd's uniform record as :func:`framework_features` says: ``feat[0]`` the
+§8), map onto augkd's uniform record as :func:`framework_features` says: ``feat[0]`` the
 first stage (the stem of the three-resolution networks), ``feat[1:-1]`` the three later stages,
 ``feat[-2]`` the last stage map, ``feat[-1]`` the pooled embedding.
 
@@ -125,7 +125,7 @@ class Distiller(nn.Module):
     Class attributes:
         name: the registered name.
         weights: ``(w_task, w_distill)``, the common framework's hand-tuned weights of CE and
-            of the method's loss (protocol section 8), used by the manual balancer by default.
+            of the method's loss (docs/protocol.md §8), used by the manual balancer by default.
         reads_features: whether the method reads the stage maps or the pooled embedding (the
             models then return their feature record); logit methods set False.
         pretrains: whether the method has a pre-training stage run before the student trains

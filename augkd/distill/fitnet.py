@@ -1,7 +1,7 @@
 """FitNet (Romero et al. 2015): a regressor maps the student's hint layer onto the teacher's.
 
 Loss: ``MSE(r(feat_s[h]), feat_t[h])`` with h = ``hint_layer`` (2 by default), r a
-conv-BN-ReLU regressor that matches channels and spatial size (protocol section 8: beta 100).
+conv-BN-ReLU regressor that matches channels and spatial size (docs/protocol.md §8: beta 100).
 """
 
 from __future__ import annotations

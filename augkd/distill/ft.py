@@ -1,4 +1,4 @@
-"""Factor transfer (Kim et al. 2018) on ``feat[-2]`` (protocol section 8: beta 200).
+"""Factor transfer (Kim et al. 2018) on ``feat[-2]`` (docs/protocol.md §8: beta 200).
 
 A paraphraser (a conv auto-encoder on the teacher's last stage map, factor rate k = 0.5) is
 pre-trained first by reconstruction MSE for ``init_epochs`` epochs (30 of 240 in the recipe;

@@ -1,4 +1,4 @@
-"""Hinton's KD: ``T^2 KL(softmax(t / T) || softmax(s / T))`` on the logits (protocol section 1).
+"""Hinton's KD: ``T^2 KL(softmax(t / T) || softmax(s / T))`` on the logits (docs/protocol.md §1).
 
 The framework's weights are CE 0.1, KD 0.9, at T = 4 (``--temperature``).
 """

@@ -1,6 +1,6 @@
 """The loss terms of a KD step: task (cross-entropy) and distill (temperature-scaled KL).
 
-The recipe of protocol.md section 1 is::
+The recipe of docs/protocol.md §1 is::
 
     0.1 * CE(S(x), y) + 0.9 * [ KD(S(x), T(x)) + KD(S(x~), T(x~)) ]
 
@@ -76,7 +76,7 @@ def kd_terms(
     teacher_aug: Tensor | None = None,
     temperature: float = 4.0,
 ) -> dict[str, Tensor]:
-    """The named loss terms of one KD step (protocol.md section 1).
+    """The named loss terms of one KD step (docs/protocol.md §1).
 
     The teacher's logits are detached: the teacher is frozen and never receives a gradient.
 

@@ -1,6 +1,6 @@
 """Multi-level KD through knowledge alignment and correlation (MLKD; Ding et al., also DLKD).
 
-As in the authors' CIFAR code (protocol section 9): each image of a view enters in its four
+As in the authors' CIFAR code (docs/protocol.md §9): each image of a view enters in its four
 rotations (0, 90, 180, 270 degrees, ``torch.rot90`` of the base-augmented image, so all four
 share its crop and flip), the batch becoming ``[x_0; x_90; x_180; x_270]`` (4B). CE stays on the
 0-degree images (the trainer takes the task loss on the first B logits). On the pooled

@@ -1,4 +1,4 @@
-"""Relational KD (Park et al. 2019) on ``feat[-1]`` (protocol section 8: beta 1).
+"""Relational KD (Park et al. 2019) on ``feat[-1]`` (docs/protocol.md §8: beta 1).
 
 ``w_dist smoothL1(d_s / mean d_s, d_t / mean d_t) + w_angle smoothL1(angles_s, angles_t)``,
 d the pairwise Euclidean distances, angles the cosines of every triplet's angle.

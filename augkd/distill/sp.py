@@ -1,4 +1,4 @@
-"""Similarity-preserving KD (Tung & Mori 2019) on ``feat[-2]`` (protocol section 8: beta 3000).
+"""Similarity-preserving KD (Tung & Mori 2019) on ``feat[-2]`` (docs/protocol.md §8: beta 3000).
 
 ``G = normalize_rows(F F^T)`` per batch for each network; ``sum((G_t - G_s)^2) / B^2``.
 """

@@ -1,6 +1,6 @@
 """T. stddev: the teacher-only metric that ranks data augmentations for KD.
 
-The statistic (protocol section 3) reads a *stream* of teacher probability tensors in the order
+The statistic (docs/protocol.md §3) reads a *stream* of teacher probability tensors in the order
 the KD loop produces them: for every batch, ``softmax(T(x))`` then ``softmax(T(x~))``. The
 stream is cut into consecutive groups of ``group_size`` tensors (10 = 5 batches with both
 views); each group is reduced to the mean probability vector over all of its rows; T. stddev is
@@ -175,7 +175,7 @@ def t_stddev_from_group_means(means: Tensor) -> float:
 
 
 def t_stddev(prob_batches: Iterable[Tensor], group_size: int = 10) -> float:
-    """T. stddev (protocol section 3) of a probability stream.
+    """T. stddev (docs/protocol.md §3) of a probability stream.
 
     Args:
         prob_batches: teacher probability tensors ``[b, C]`` (softmax at T = 1) in production
@@ -274,7 +274,7 @@ def measure_t_stddev(
     student: nn.Module | None = None,
     progress: bool = True,
 ) -> TStddevResult:
-    """Measure T. stddev of a DA pipeline with a frozen teacher (protocol section 3).
+    """Measure T. stddev of a DA pipeline with a frozen teacher (docs/protocol.md §3).
 
     The loop reproduces the KD loop's data stream without training anything: per epoch, a
     permutation of the training set drawn from ``generator``; batches of ``batch_size`` (the

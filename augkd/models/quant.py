@@ -1,4 +1,4 @@
-"""DoReFa-quantized students (Zhou et al. 2016; protocol section 10): k-bit weights and activations.
+"""DoReFa-quantized students (Zhou et al. 2016; docs/protocol.md §10): k-bit weights and activations
 
 The maths, for a bit width ``k`` in 1..8 (32 means full precision, nothing quantized)::
 

@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 
 import augkd
 from augkd.metrics.correlation import correlations as compute_correlations
+from augkd.report.labels import label_points
 from augkd.report.results import CORRELATIONS, Results
 
 __all__ = ["ReportPaths", "default_out_dir", "render_report"]
@@ -55,6 +56,11 @@ _COLUMN_TITLES = {
 }
 _DIGITS = {"t_stddev": 6, "s_test_loss": 4, "s_test_acc": 2}
 _DPI = 150
+# Figures are drawn at _DPI and shown at the CSS size of their inches (96 px each), so their
+# text is as large as the page's and two figures sit side by side on a laptop screen.
+_CSS_PX_PER_INCH = 96
+_FIG_WIDTH = 5.8
+_SCATTER_INCHES = (_FIG_WIDTH, 4.6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +111,8 @@ def _fmt_float(value: Any, digits: int) -> str:
 
 
 def _png(fig: Figure) -> bytes:
-    FigureCanvasAgg(fig)
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, facecolor="white")
     return buf.getvalue()
@@ -141,66 +148,49 @@ def _panel_correlations(res: Results) -> tuple[dict[str, dict[str, Any]], str]:
         return {}, f"not available: {err}"
 
 
-def _label_points(ax: Any, x: np.ndarray, y: np.ndarray, names: list[str]) -> None:
-    """Name every point, choosing for each label the first of a few offsets whose (estimated)
-    box overlaps no label placed before it and no other point; a light-weight label repel."""
-    fontsize = 9.0
-    ax.autoscale_view()
-    px = ax.figure.dpi / 72.0  # display pixels per typographic point
-    anchors = ax.transData.transform(np.column_stack([x, y])) if len(x) else np.zeros((0, 2))
-    candidates = [(7, 5), (7, -14), (-7, 5), (-7, -14), (7, 16), (-7, 16), (7, -25), (-7, -25)]
-    boxes: list[tuple[float, float, float, float]] = []
+def _power_of_ten(values: np.ndarray) -> int:
+    """The exponent k that puts the largest finite ``|value|`` in [1, 10) (0 if none)."""
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if len(finite) else 0.0
+    return int(math.floor(math.log10(top))) if top > 0 else 0
 
-    def box(i: int, dx: float, dy: float) -> tuple[float, float, float, float]:
-        w, h = 0.6 * fontsize * len(names[i]) * px, 1.2 * fontsize * px
-        x0 = anchors[i, 0] + dx * px - (w if dx < 0 else 0.0)
-        y0 = anchors[i, 1] + dy * px
-        return x0, y0, x0 + w, y0 + h
 
-    def free(b: tuple[float, float, float, float], i: int) -> bool:
-        clear = all(b[2] < o[0] or o[2] < b[0] or b[3] < o[1] or o[3] < b[1] for o in boxes)
-        dots = np.delete(anchors, i, axis=0)
-        hit = ((dots[:, 0] > b[0] - 4) & (dots[:, 0] < b[2] + 4)
-               & (dots[:, 1] > b[1] - 4) & (dots[:, 1] < b[3] + 4))
-        return clear and not hit.any()
-
-    for i in np.argsort(-y, kind="stable"):
-        default = (7, 5) if x[i] <= np.median(x) else (-7, 5)
-        order = [default, *[c for c in candidates if c != default]]
-        dx, dy = next((c for c in order if free(box(i, *c), i)), default)
-        boxes.append(box(i, dx, dy))
-        ax.annotate(names[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
-                    ha="left" if dx > 0 else "right", fontsize=fontsize, color=".15")
+def _unit(exponent: int) -> str:
+    return f" (×10$^{{{exponent}}}$)" if exponent else ""
 
 
 def _scatter(res: Results, palette: dict, corr: dict[str, dict[str, Any]]) -> bytes:
     points = _student_points(res)
-    x = points["t_stddev"].to_numpy(float)
+    raw_x = points["t_stddev"].to_numpy(float)
+    exponent = _power_of_ten(raw_x)
+    scale = 10.0 ** exponent  # the x axis shows T. stddev / scale; its label names the scale
+    x = raw_x / scale
     y = points["s_test_loss"].to_numpy(float)
+    size = 70.0
     with _style(), sns.plotting_context("notebook", font_scale=0.95):
-        fig = Figure(figsize=(7.2, 5.0), layout="constrained")
+        fig = Figure(figsize=_SCATTER_INCHES, dpi=_DPI, layout="constrained")
+        FigureCanvasAgg(fig)
         ax = fig.subplots()
-        xerr, yerr = (
-            points[c].fillna(0).to_numpy(float) if c in points else None
-            for c in ("t_stddev_std", "s_test_loss_std")
-        )
+        xerr = points["t_stddev_std"].fillna(0).to_numpy(float) / scale \
+            if "t_stddev_std" in points else None
+        yerr = points["s_test_loss_std"].fillna(0).to_numpy(float) \
+            if "s_test_loss_std" in points else None
         if xerr is not None or yerr is not None:
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=".55", elinewidth=1,
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=".6", elinewidth=0.9,
                         capsize=2.5, zorder=2)
         if len(x) >= 2 and np.ptp(x) > 0:
             slope, intercept = np.polyfit(x, y, 1)
-            pad = 0.06 * np.ptp(x)
-            xs = np.array([x.min() - pad, x.max() + pad])
-            ax.plot(xs, slope * xs + intercept, ls="--", lw=1.4, color=".35", zorder=1,
-                    label=f"least squares: y = {slope:.4g} x + {intercept:.4g}")
-            ax.legend(loc="lower right", frameon=False, fontsize=8.5)
-        sns.scatterplot(data=points, x="t_stddev", y="s_test_loss", hue="aug", palette=palette,
-                        s=90, edgecolor="white", linewidth=1.0, legend=False, ax=ax, zorder=3)
-        ax.margins(x=0.12, y=0.1)
-        _label_points(ax, x, y, list(points["aug"]))
-        ax.set_xlabel("T. stddev (teacher only)")
+            margin = 0.06 * np.ptp(x)
+            xs = np.array([x.min() - margin, x.max() + margin])
+            ax.plot(xs, slope * xs + intercept, ls="--", lw=1.2, color=".45", zorder=1,
+                    label=f"least squares: S. test loss = {intercept:.4g} + "
+                          f"{slope / scale:.4g} × T. stddev")
+            fig.legend(loc="outside lower center", frameon=False, fontsize=9.5)
+        sns.scatterplot(x=x, y=y, hue=list(points["aug"]), palette=palette, s=size,
+                        edgecolor="white", linewidth=1.0, legend=False, ax=ax, zorder=3)
+        ax.margins(x=0.14, y=0.12)
+        ax.set_xlabel(f"T. stddev, teacher only{_unit(exponent)}")
         ax.set_ylabel("S. test loss")
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3), useMathText=True)
         if corr:
             parts = [
                 f"{_GREEK[k][0]} {_GREEK[k][1]} = {corr[k]['r']:.3f} (p = {_fmt_p(corr[k]['p'])})"
@@ -210,21 +200,21 @@ def _scatter(res: Results, palette: dict, corr: dict[str, dict[str, Any]]) -> by
         else:
             title = "correlation not available (needs at least 3 DAs with student results)"
         ax.set_title(title, fontsize=10.5, loc="left")
+        label_points(ax, x, y, list(points["aug"]), size)
         return _png(fig)
 
 
 def _ranking(res: Results, palette: dict) -> bytes:
     table = res.table.sort_values("t_stddev", kind="stable").reset_index(drop=True)
     values = table["t_stddev"].to_numpy(float)
-    finite = values[np.isfinite(values)]
-    top = float(np.abs(finite).max()) if len(finite) else 1.0
-    exponent = int(math.floor(math.log10(top))) if top > 0 else 0
+    exponent = _power_of_ten(values)
     scale = 10.0 ** exponent
     err = None
     if "t_stddev_std" in table and table["t_stddev_std"].notna().any():
         err = table["t_stddev_std"].fillna(0).to_numpy(float) / scale
     with _style(), sns.plotting_context("notebook", font_scale=0.95):
-        fig = Figure(figsize=(7.2, 1.2 + 0.42 * len(table)), layout="constrained")
+        fig = Figure(figsize=(_FIG_WIDTH, 1.2 + 0.4 * len(table)), dpi=_DPI,
+                     layout="constrained")
         ax = fig.subplots()
         pos = np.arange(len(table))
         ax.barh(pos, values / scale, xerr=err, color=[palette[a] for a in table["aug"]],
@@ -235,11 +225,10 @@ def _ranking(res: Results, palette: dict) -> bytes:
         for p, v, end in zip(pos, values / scale, ends, strict=True):
             if math.isfinite(v):
                 ax.annotate(f"{v:.3f}", (end, p), xytext=(5, 0), textcoords="offset points",
-                            va="center", fontsize=8.5, color=".25")
-        unit = f" (×10$^{{{exponent}}}$)" if exponent else ""
-        ax.set_xlabel(f"T. stddev{unit}")
-        ax.set_title("ranking: lowest T. stddev first (predicted best DA on top)", fontsize=10.5,
-                     loc="left")
+                            va="center", fontsize=9.5, color=".25")
+        ax.set_xlabel(f"T. stddev{_unit(exponent)}")
+        ax.set_title("ranking: lowest T. stddev first\n(the predicted best DA on top)",
+                     fontsize=10.5, loc="left")
         ax.grid(axis="y", visible=False)
         ax.margins(x=0.12)
         return _png(fig)
@@ -316,8 +305,40 @@ def _markdown_table(df: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
+_NUMBER = re.compile(r"[-+]?(\d[\d.,]*(e[-+]?\d+)?|n/a)( ± \d[\d.]*(e[-+]?\d+)?)?"
+                     r"|\[[-+\d.e]+, [-+\d.e]+\]", re.IGNORECASE)
+
+
 def _html_table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, border=0, classes="tbl", escape=True)
+    """``df`` as an HTML table in a wrapper that scrolls sideways rather than widen the page;
+    columns that hold only numbers are right-aligned in tabular figures."""
+    esc = html.escape
+    cells = [[str(v) for v in df[c]] for c in df.columns]
+    numeric = [any(cells[j]) and all(_NUMBER.fullmatch(v) or not v for v in cells[j])
+               for j in range(len(df.columns))]
+
+    def cls(j: int) -> str:
+        return ' class="num"' if numeric[j] else ""
+
+    head = "".join(f"<th{cls(j)}>{esc(str(c))}</th>" for j, c in enumerate(df.columns))
+    body = "".join(
+        "<tr>" + "".join(f"<td{cls(j)}>{esc(cells[j][i])}</td>" for j in range(len(df.columns)))
+        + "</tr>" for i in range(len(df))
+    )
+    return (f'<div class="tbl-wrap"><table class="tbl"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """Width and height in pixels, from a PNG's IHDR chunk."""
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _html_img(data: bytes, alt: str) -> str:
+    """An embedded PNG shown at the CSS size of its inches (see ``_CSS_PX_PER_INCH``)."""
+    width, height = (round(v * _CSS_PX_PER_INCH / _DPI) for v in _png_size(data))
+    src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" width="{width}" height="{height}" src="{src}">'
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,14 +385,19 @@ def _build_panel(res: Results, slug: str, palette: dict) -> _Panel:
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:#222;
-  max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}
+  max-width:1180px;margin:2em auto;padding:0 1em;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;
-  margin-top:2.2em} h3{font-size:1.05em;margin:1.3em 0 .4em;color:#444}
+  margin-top:2.2em;overflow-wrap:anywhere} h3{font-size:1.05em;margin:1.3em 0 .4em;color:#444}
 .meta,.sub,.note{color:#666} .note{background:#f6f6f6;border-left:4px solid #bbb;padding:.6em 1em}
 .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 .figs img{max-width:100%;height:auto;border:1px solid #eee}
+.tbl-wrap{max-width:100%;overflow-x:auto}
 table.tbl{border-collapse:collapse;font-size:.92em;margin:.3em 0}
-table.tbl th,table.tbl td{padding:.3em .8em;border-bottom:1px solid #e4e4e4;text-align:left}
+table.tbl th,table.tbl td{padding:.3em .8em;border-bottom:1px solid #e4e4e4;text-align:left;
+  vertical-align:top}
+table.tbl th,table.tbl td:first-child{white-space:nowrap}
+table.tbl td:last-child{overflow-wrap:anywhere}
+table.tbl .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.tbl th{background:#f3f3f3} table.tbl tr:hover td{background:#fafafa}
 """
 
@@ -393,10 +419,8 @@ def _html(title: str, panels: list[_Panel], generated: str) -> str:
             parts.append(f'<p class="sub">{esc(p.subtitle)}</p>')
         figs = []
         if p.scatter is not None:
-            data = base64.b64encode(p.scatter).decode("ascii")
-            figs.append(f'<img alt="T. stddev vs S. test loss" src="data:image/png;base64,{data}">')
-        data = base64.b64encode(p.ranking).decode("ascii")
-        figs.append(f'<img alt="ranking by T. stddev" src="data:image/png;base64,{data}">')
+            figs.append(_html_img(p.scatter, "T. stddev vs S. test loss"))
+        figs.append(_html_img(p.ranking, "ranking by T. stddev"))
         if p.scatter_note:
             parts.append(f'<p class="note">{esc(p.scatter_note)}</p>')
         parts.append('<div class="figs">' + "".join(figs) + "</div>")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from augkd.extras import MissingExtraError
+
 # Errors that mean "the user asked for something that cannot be done": their messages name the
 # bad value and what was expected, so the command prints them as one line and exits with 2.
 # OSError covers a missing file, a full disk ("cannot write PATH: No space left on device") and
-# a run folder that another process is writing (RunFolderBusyError).
-USER_ERRORS = (ValueError, OSError, KeyError)
+# a run folder that another process is writing (RunFolderBusyError); MissingExtraError an
+# optional dependency that is not installed (its message names the pip command).
+USER_ERRORS = (ValueError, OSError, KeyError, MissingExtraError)
 
 
 def run_cli(body: Callable[[], int | None]) -> int:

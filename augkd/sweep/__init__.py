@@ -26,14 +26,18 @@ GPUs or machines split one sweep over a shared folder. ``--dry-run`` lists the j
 collect into ``results.csv`` (one row per student run) and ``summary.csv`` (mean and std over
 seeds), and into one ``results/<pair>-<balancer>-<mode>-e<epochs>/`` folder per correlation
 (students and T. stddev of the same mode; ``-cross-t<tmode>`` for a cross-mode pairing), in the
-format ``python -m augkd.report`` reads. ``--workers N`` runs N processes on one machine.
+format ``python -m augkd.report`` reads. ``--workers N`` runs N processes on one machine;
+``--launcher slurm --max-parallel N`` submits the shards as one Slurm job array through
+submitit and collects when it is done (``--launcher local``: the same on this machine; see
+``docs/cluster.md``). ``--tensorboard`` gives every run TensorBoard scalars.
 
 Short schedules without editing the spec: ``--set grid.epochs=[30] teacher.epochs=60``.
 Paths in a spec (``dataset.root``, ``teacher_run``) are relative to the current folder.
 
 The package, one idea a module: :mod:`~augkd.sweep.spec` (reading and validating specs, the
 grid's jobs), :mod:`~augkd.sweep.runner` (running jobs: claims, teachers, scorers, resumes),
-:mod:`~augkd.sweep.results` (collecting finished runs into tables and report folders) and
+:mod:`~augkd.sweep.results` (collecting finished runs into tables and report folders),
+:mod:`~augkd.sweep.launch` (a sweep's shards as one submitit job array, ``--launcher``) and
 :mod:`~augkd.sweep.cli` (the command line, shards and ``--workers``).
 """
 

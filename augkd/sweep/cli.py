@@ -1,4 +1,12 @@
-"""``python -m augkd.sweep``: the command line, shards and ``--workers``."""
+"""``python -m augkd.sweep``: the command line, shards, ``--workers`` and ``--launcher``.
+
+Where a sweep's jobs run: in this process (the default); in ``--workers N`` processes on this
+machine; on N machines sharing the sweep folder, ``--shard I/N`` on each; or as one job array
+of K shards submitted through submitit, ``--launcher slurm`` (or ``local``), see
+:mod:`augkd.sweep.launch`. However they run, every job runs once (file locks), and a rerun of
+the same command continues from the finished jobs. ``--tensorboard`` gives every run of the
+sweep TensorBoard scalars (``teacher.tensorboard`` and ``student.tensorboard`` of the spec).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,10 @@ import subprocess
 import sys
 
 from augkd.cli import run_cli
+from augkd.sweep.launch import add_launcher_arguments, describe, launch_plan, submit_shards
 from augkd.sweep.runner import SweepRunner
-from augkd.sweep.spec import SpecError, load_spec
+from augkd.sweep.spec import Job, SpecError, Sweep, load_spec
+from augkd.training.tensorboard import summary_writer_class
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -28,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m augkd.sweep",
         description="Many runs from one experiment spec, resumable and shardable.",
         epilog="Short schedules: --set grid.epochs=[30] teacher.epochs=60. Split over N machines "
-        "sharing the output folder: --shard I/N on each. See experiments/*.yaml. Paths in a "
-        "spec (dataset.root, teacher_run) are relative to the current folder.",
+        "sharing the output folder: --shard I/N on each,\nor submit the shards as one Slurm job "
+        "array: --launcher slurm --slurm-partition P --slurm-time 12:00:00 --max-parallel N\n"
+        "(docs/cluster.md). See experiments/*.yaml. Paths in a spec (dataset.root, "
+        "teacher_run) are relative to the current folder.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("spec", help="experiment spec (YAML)")
@@ -49,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="N worker processes sharing the sweep (one GPU or the CPU cores); "
                         "each job runs once, claimed with a file lock")
     parser.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="TensorBoard scalars for every run, in RUN_DIR/tensorboard/ (sets "
+                        "teacher.tensorboard and student.tensorboard)")
     parser.add_argument("--no-progress", action="store_true")
+    add_launcher_arguments(parser)
     return parser
 
 
@@ -63,6 +79,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     overrides += [f"device={args.device}"] if args.device else []
     if args.per_batch:
         overrides += ["grid.mode=[per-batch]", "tstddev.modes=[per-batch]"]
+    if args.tensorboard:
+        overrides += ["teacher.tensorboard=true", "student.tensorboard=true"]
     return overrides
 
 
@@ -78,28 +96,52 @@ def _worker_log(worker_id: int):
     return log
 
 
-def _run(args: argparse.Namespace) -> None:
-    if isinstance(args.workers, bool) or args.workers < 1:
-        raise SpecError(f"--workers must be an integer >= 1, got {args.workers}")
-    sweep = load_spec(args.spec, _overrides(args))
-    index, count = parse_shard(args.shard)
-    log = print if args.worker_id is None else _worker_log(args.worker_id)
-    runner = SweepRunner(sweep, progress=not args.no_progress, log=log)
+def _shard_jobs(sweep: Sweep, args: argparse.Namespace, index: int, count: int) -> list[Job]:
+    """The jobs this command runs of shard ``index`` of ``count``."""
     if args.teachers_only:
         jobs = [j for j in sweep.jobs() if j.kind == "teacher"]
     else:
         jobs = sweep.shard(index, count)
     if args.students_only:
         jobs = [j for j in jobs if j.kind != "tstddev"]
+    return jobs
+
+
+def _check_extras(sweep: Sweep) -> None:
+    """Fail before any run starts when the spec asks for a dependency that is missing."""
+    if any(sweep.spec[role].get("tensorboard") for role in ("teacher", "student")):
+        summary_writer_class()
+
+
+def _run(args: argparse.Namespace) -> None:
+    if isinstance(args.workers, bool) or args.workers < 1:
+        raise SpecError(f"--workers must be an integer >= 1, got {args.workers}")
+    plan = launch_plan(args)  # None without --launcher; bad flags fail before the spec loads
+    sweep = load_spec(args.spec, _overrides(args))
+    index, count = parse_shard(args.shard)
+    log = print if args.worker_id is None else _worker_log(args.worker_id)
+    runner = SweepRunner(sweep, progress=not args.no_progress, log=log)
+    jobs = _shard_jobs(sweep, args, index, count)
     if args.dry_run:
         for job in jobs:
             print(("done  " if runner.is_done(job) else "todo  ") + job.key)
         print(f"{len(jobs)} jobs in shard {index}/{count} -> {sweep.out}")
-        return
-    if args.worker_id is not None:  # one of --workers N: run, the parent collects
-        runner.run(jobs)
+        if plan is not None:
+            describe(plan, runner, lambda i, k: _shard_jobs(sweep, args, i, k))
         return
     if not args.collect:
+        _check_extras(sweep)
+    if args.worker_id is not None:  # a task of --workers N or --launcher: run, the parent collects
+        runner.run(jobs)
+        return
+    if plan is not None:
+        # one task per shard: a worker on shard I/K; the submitter collects when all are done
+        finished = submit_shards(
+            plan, runner, lambda i, k: _shard_jobs(sweep, args, i, k),
+            lambda i, k: [*forwarded_args(args, f"{i}/{k}"), "--worker-id", str(i)], log)
+        if not finished:  # --no-wait
+            return
+    elif not args.collect:
         if args.workers > 1 and not args.teachers_only:
             # teachers first, with every core, then the workers share the rest
             runner.run([j for j in sweep.jobs() if j.kind == "teacher"])
@@ -109,6 +151,21 @@ def _run(args: argparse.Namespace) -> None:
     runner.collect()
 
 
+def forwarded_args(args: argparse.Namespace, shard: str) -> list[str]:
+    """The command line of a worker or array task: this sweep (spec, overrides, folder,
+    device, modes) on ``--shard shard``, without progress bars."""
+    forwarded = [args.spec, "--shard", shard, "--no-progress"]
+    if args.set:
+        forwarded += ["--set", *args.set]
+    for flag in ("out", "device"):
+        if getattr(args, flag):
+            forwarded += [f"--{flag}", getattr(args, flag)]
+    for flag in ("per_batch", "students_only", "tensorboard"):
+        if getattr(args, flag):
+            forwarded.append("--" + flag.replace("_", "-"))
+    return forwarded
+
+
 def run_workers(args: argparse.Namespace, n: int, device, log=print) -> None:
     """Start ``n`` worker processes on this sweep (same spec, overrides and shard) and wait.
 
@@ -116,15 +173,7 @@ def run_workers(args: argparse.Namespace, n: int, device, log=print) -> None:
     overhead-bound: two single-thread processes do about twice the work of one with two
     threads); on a GPU the workers share the device.
     """
-    forwarded = [args.spec, "--shard", args.shard, "--no-progress"]
-    if args.set:
-        forwarded += ["--set", *args.set]
-    for flag in ("out", "device"):
-        if getattr(args, flag):
-            forwarded += [f"--{flag}", getattr(args, flag)]
-    for flag in ("per_batch", "students_only"):
-        if getattr(args, flag):
-            forwarded.append("--" + flag.replace("_", "-"))
+    forwarded = forwarded_args(args, args.shard)
     env = dict(os.environ)
     if device.type == "cpu":
         threads = str(max(1, (os.cpu_count() or 1) // n))

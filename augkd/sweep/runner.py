@@ -3,12 +3,14 @@ resumed; teachers trained once under a lock, cutmixpick-s's scorer trained on de
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 import yaml
 
 from augkd.augment.pipeline import Normalize
@@ -31,9 +33,14 @@ class SweepRunner:
         self.out = sweep.out
         self.progress = progress
         self.log = log
-        self.device = resolve_device(self.spec.get("device", "auto"))
         self._data = None
         self._teachers: dict[str, Any] = {}
+
+    @functools.cached_property
+    def device(self) -> torch.device:
+        """The spec's device, resolved when a job first needs it: listing, collecting and
+        submitting a sweep (``--launcher slurm`` from a login node) need no GPU."""
+        return resolve_device(self.spec.get("device", "auto"))
 
     @property
     def data(self):
@@ -68,7 +75,8 @@ class SweepRunner:
             run = RunDir(path)
             if not run.is_finished():
                 return False
-            expected = (self.teacher_config(job.model) if job.kind == "teacher" else
+            # without the runtime fields (device, progress), which the comparison ignores
+            expected = (teacher_config(self.spec, job.model) if job.kind == "teacher" else
                         student_config(self.spec, job, teacher=str(self.teacher_path(job))))
             diff = run.read_config().differences(expected)
         if diff:

@@ -14,8 +14,14 @@ Examples::
         --root ../shared/data/cifar10-jpeg.tar.xz --resize 16 --train-subset 5000
     python -m augkd.train student ... --quant w2a1 --temperature 15   # a DoReFa student
     python -m augkd.train --resume runs/student-wrn_16_2-...   # continue a killed run
+    python -m augkd.train teacher --model resnet8 --epochs 30 --tensorboard
+    tensorboard --logdir runs/                  # the per-epoch scalars of every run below
 
-Every run writes one folder (see :mod:`augkd.training.run`).
+Every run writes one folder (see :mod:`augkd.training.run`). ``--tensorboard`` (a config's
+``tensorboard: true``; needs ``pip install "augkd[tensorboard]"``) also writes each epoch's
+metrics.jsonl record as TensorBoard scalars into ``RUN_DIR/tensorboard/``, step = epoch
+(:mod:`augkd.training.tensorboard`). Given with ``--resume RUN_DIR`` it turns them on for a run
+started without them; the finished epochs are replayed from metrics.jsonl first.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from augkd.training.api import train
 from augkd.training.config import TrainConfig, default_lr, read_yaml_mapping
 from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
+from augkd.training.tensorboard import summary_writer_class
 
 # CLI flag -> (TrainConfig field type, help), for the flags that map one to one.
 _FIELDS = {
@@ -44,7 +51,8 @@ _FIELDS = {
     "seed": (int, "seed of every random stream (default 0)"),
     "device": (str, "auto | cpu | cuda | cuda:N (default auto)"),
     "teacher": (str, "student runs: the teacher's run folder or checkpoint"),
-    "teacher_model": (str, "architecture of a foreign (RepDistiller) teacher checkpoint"),
+    "teacher_model": (str, "architecture of a foreign (RepDistiller, mdistiller, torchdistill) "
+                           "teacher checkpoint; default: inferred from its weights"),
     "aug": (str, "student runs: the DA under study, an augkd.augment spec (e.g. cutmix)"),
     "distill": (str, "student runs: the distillation method, e.g. kd (default), crd, "
                      "'fitnet(hint_layer=2)' (augkd.distill.list_distillers())"),
@@ -70,7 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("role", nargs="?", choices=("teacher", "student"),
                         help="what to train (omit with --resume RUN_DIR)")
     parser.add_argument("--config", help="a YAML file of TrainConfig fields (flags override it)")
+    add_config_flags(parser)
+    parser.add_argument("--out", help="the run folder (default: runs/<role>-<model>-...)")
+    parser.add_argument("--runs-root", default="runs", help="where default run folders go")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                        help="continue a killed run: RUN_DIR, or the folder given by --out")
+    return parser
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The flags that :func:`config_from_args` reads, less the :data:`_FIELDS` in ``skip``
+    (which then read as None). ``augkd.tune`` shares them."""
     for name, (kind, text) in _FIELDS.items():
+        if name in skip:
+            parser.set_defaults(**{name: None})
+            continue
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
     parser.add_argument("--download", action="store_true",
                         help="download cifar10/cifar100 into --root if missing")
@@ -88,23 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile")
     parser.add_argument("--no-bf16", action="store_true", help="full fp32 on CUDA")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--out", help="the run folder (default: runs/<role>-<model>-...)")
-    parser.add_argument("--runs-root", default="runs", help="where default run folders go")
-    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
-                        help="continue a killed run: RUN_DIR, or the folder given by --out")
-    return parser
+    parser.add_argument("--tensorboard", action="store_true", default=None,
+                        help="also write each epoch's metrics as TensorBoard scalars into "
+                        "RUN_DIR/tensorboard/ (pip install \"augkd[tensorboard]\")")
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the YAML file, then the flags."""
-    values = read_yaml_mapping(args.config) if args.config else {}
+def config_from_args(args: argparse.Namespace,
+                     values: dict | None = None) -> TrainConfig:
+    """Defaults, then the YAML file (or ``values``, already read from it), then the flags."""
+    if values is None:
+        values = read_yaml_mapping(args.config) if args.config else {}
+    values = dict(values)
     if args.role:
         values["role"] = args.role
     for name in _FIELDS:
         value = getattr(args, name)
         if value is not None:
             values[name] = value
-    for flag in ("per_batch", "joint_forward", "compile"):
+    for flag in ("per_batch", "joint_forward", "compile", "tensorboard"):
         if getattr(args, flag):
             values[flag] = True
     if args.agb_lambda is not None:  # a fixed lambda: AGB without its search
@@ -131,6 +154,12 @@ def _under_torchrun(cfg: TrainConfig) -> TrainConfig:
     return cfg.replace(device=device, progress=cfg.progress and info.is_main)
 
 
+def _check_extras(cfg: TrainConfig) -> None:
+    """Fail before any work when the run asks for an optional dependency that is missing."""
+    if cfg.tensorboard:
+        summary_writer_class()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return run_cli(lambda: _run(args))
@@ -153,13 +182,18 @@ def _run(args: argparse.Namespace) -> None:
         cfg = run.read_config()
         if args.no_progress:
             cfg = cfg.replace(progress=False)
+        if args.tensorboard:
+            cfg = cfg.replace(tensorboard=True)
+        _check_extras(cfg)
         train(_under_torchrun(cfg), run.path, resume=True)
         return
     if not args.role:
         raise ValueError("say what to train: 'teacher' or 'student' (or --resume RUN_DIR)")
     if args.resume and not args.out:
         raise ValueError("--resume without a folder needs --out RUN_DIR")
-    cfg = _under_torchrun(config_from_args(args))
+    cfg = config_from_args(args)
+    _check_extras(cfg)
+    cfg = _under_torchrun(cfg)
     if current().enabled and not args.out:
         raise ValueError("under torchrun give --out RUN_DIR so every rank uses one folder")
     train(cfg, Path(args.out) if args.out else None, resume=bool(args.resume),

@@ -18,9 +18,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from augkd.augment.pipeline import Normalize
 from augkd.data import Dataset, load_dataset
 from augkd.distill import resolve_method
-from augkd.models import MODELS, create_model, load_kd_checkpoint
+from augkd.metrics.evaluate import evaluate
+from augkd.models import (
+    MODELS,
+    ForeignCheckpoint,
+    create_model,
+    load_foreign,
+    read_checkpoint_file,
+)
 from augkd.models.quant import quantize_model
 from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, atomic_write_text, load_checkpoint
@@ -67,45 +75,115 @@ def load_teacher(
     dataset: Dataset,
     device: torch.device | str = "cpu",
     teacher_model: str | None = None,
+    *,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a frozen teacher (eval mode, no grads) and its manifest, checked against ``dataset``.
 
-    ``source`` is an augkd run folder, its ``model.pt``, or a checkpoint of the common CIFAR KD
-    framework (``ckpt_epoch_240.pth``, weights under ``model``), whose architecture must then be
-    given as ``teacher_model``.
+    ``source`` is an augkd run folder or its ``model.pt``, or a checkpoint of RepDistiller,
+    mdistiller or torchdistill (the layouts of :mod:`augkd.models.layouts`; docs/teachers.md).
+    The architecture of such a foreign checkpoint is ``teacher_model`` or, when that is None,
+    the one its weights fit (its folder name, ``resnet32x4_vanilla``, breaks a tie).
+
+    A foreign file records nothing of the data it was trained on, so its teacher is measured
+    before use (:func:`check_foreign_teacher`): its top-1 on ``dataset``'s test split is logged
+    beside the accuracy the file records, if any (a shortfall of more than
+    ``RECORDED_TOP1_SLACK`` points adds a warning line), and it must clear the floor of
+    always guessing the most frequent class plus a tenth of the way from there to 100%. The
+    manifest then holds ``test_top1``.
+
+    Args:
+        normalize: the map from uint8 images to the teacher's input, as the run feeds it; None
+            means ``Normalize(dataset.mean, dataset.std)``, what augkd runs use unless their
+            config sets ``mean``/``std``. Used for foreign teachers only.
+        log: where the foreign teacher's accuracy line goes.
 
     Raises:
         FileNotFoundError: nothing at ``source``.
         ValueError: the checkpoint was made for another dataset, class count or input channels,
-            or it is not a model checkpoint.
+            it is not a model checkpoint, its architecture cannot be told, or it scores below
+            the floor on ``dataset``.
     """
     path = resolve_teacher_file(source)
-    state = load_checkpoint(path)
-    if state.get("format") == MODEL_FORMAT:
-        manifest = read_manifest(path, state)
+    contents = read_checkpoint_file(path)
+    augkd_format = contents.get("format") if isinstance(contents, dict) else None
+    if augkd_format == MODEL_FORMAT:
+        manifest = read_manifest(path, contents)
         _check_manifest(path, manifest, dataset)
-        model = model_from_state(path, state, manifest)
-    elif state.get("format") == CHECKPOINT_FORMAT:
+        model = model_from_state(path, contents, manifest)
+    elif augkd_format == CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is a training checkpoint (checkpoint.pt); give the run folder or its "
             "model.pt, which a run writes when it finishes (resume an unfinished run first)"
         )
     else:
-        if teacher_model is None:
-            raise ValueError(
-                f"{path} carries no augkd manifest; give its architecture with --teacher-model"
-            )
-        model = load_kd_checkpoint(path, teacher_model, dataset.num_classes, dataset.in_channels)
+        foreign = load_foreign(contents, path, dataset.num_classes, dataset.in_channels,
+                               teacher_model)
+        model = foreign.model.to(device)
+        top1 = check_foreign_teacher(foreign, path, dataset, normalize, log)
         manifest = {
-            "architecture": teacher_model,
+            "architecture": foreign.architecture,
             "num_classes": dataset.num_classes,
             "in_channels": dataset.in_channels,
             "dataset": dataset.name,
             "dataset_checksum": None,
             "source": str(path),
+            "layout": foreign.weights.description,
+            "recorded_top1": foreign.weights.recorded_top1,
+            "test_top1": top1,
         }
     model.to(device).eval().requires_grad_(False)
     return model, manifest
+
+
+RECORDED_TOP1_SLACK = 5.0
+"""Points a foreign teacher may score below the top-1 its file records before a warning."""
+
+
+def check_foreign_teacher(
+    foreign: ForeignCheckpoint,
+    path: Path,
+    dataset: Dataset,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    log: Callable[[str], None] = print,
+) -> float:
+    """Measure a foreign teacher's top-1 on ``dataset``'s test split, log it, and check it.
+
+    The floor is the accuracy of always guessing the test split's most frequent class plus a
+    tenth of the distance from there to 100%: a teacher below it sees another task (other
+    data, class order or normalization) and would hand the student noise.
+
+    Returns:
+        The top-1 in percent.
+
+    Raises:
+        ValueError: the top-1 is below the floor; the message names the file and both numbers.
+    """
+    model = foreign.model
+    device = next(model.parameters()).device
+    normalize = normalize if normalize is not None else Normalize(dataset.mean, dataset.std)
+    labels = dataset.test_labels.to(device)
+    result = evaluate(model, dataset.test_images.to(device), labels, normalize)
+    recorded = foreign.weights.recorded_top1
+    line = (f"teacher {foreign.architecture} from {path}: test top-1 {result.top1:.2f}% on "
+            f"{dataset.name} ({result.n} images)")
+    if recorded is not None:
+        line += f", the file records {recorded:.2f}% ({foreign.weights.recorded_as})"
+    log(f"{line} [{foreign.weights.description}; architecture from {foreign.named_by}]")
+    if recorded is not None and result.top1 < recorded - RECORDED_TOP1_SLACK:
+        log(f"warning: teacher {path} scores {recorded - result.top1:.1f} points below what its "
+            "file records: were its data, image size and normalization this run's?")
+    guess = 100.0 * torch.bincount(labels).max().item() / result.n
+    floor = guess + (100.0 - guess) / 10
+    if result.top1 < floor:
+        raise ValueError(
+            f"teacher {path} ({foreign.architecture}) scores {result.top1:.2f}% top-1 on the "
+            f"test split of {dataset.name}, below {floor:.2f}% (always guessing the most "
+            f"frequent class scores {guess:.2f}%): it was likely trained on other data, another "
+            "class order or another normalization"
+        )
+    return result.top1
 
 
 def load_student(
@@ -221,6 +299,8 @@ def train(
     data: Dataset | None = None,
     runs_root: str | Path = "runs",
     log: Callable[[str], None] = print,
+    holdout: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run a teacher or student training to the end and return its folder and summary.
 
@@ -229,6 +309,11 @@ def train(
         out: the run folder; default ``runs_root/<role>-<model>-...-<timestamp>``.
         resume: continue the run in ``out`` from its last checkpoint (its config must match).
         data: an already loaded dataset (else loaded from ``cfg``).
+        holdout: train on the training split less the held-out part of
+            :func:`holdout_splits` and evaluate on that part instead of the test set (a tuning
+            trial; its metrics' ``test_*`` fields are then held-out figures and the summary
+            says ``"evaluated_on": "holdout"``).
+        on_epoch: called with each epoch's metrics record (see :meth:`Trainer.fit`).
     """
     run = RunDir(out if out is not None else Path(runs_root) / default_run_name(cfg))
     if resume and not run.config.is_file():
@@ -251,9 +336,12 @@ def train(
                 "nothing to do")
             return RunResult(run.path, summary)
     train_split, test_split = _splits(data, device)
+    if holdout:  # the test split is never read
+        train_split, test_split = holdout_splits(cfg, train_split)
     teacher, teacher_manifest = None, None
     if cfg.role == "student":
-        teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model)
+        teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model,
+                                                 normalize=Normalize(cfg.mean, cfg.std), log=log)
         log(f"teacher: {teacher_manifest['architecture']} from {cfg.teacher}")
     dist_info = distributed.current()
     with run.lock() if dist_info.is_main else nullcontext():
@@ -272,16 +360,18 @@ def train(
         if cfg.uses_agb_search:
             lam = search_agb_lambda(cfg, train_split, run, common, log)
         trainer = Trainer(cfg, train_split, test_split, run=run, agb_lambda=lam, **common)
-        summary = trainer.fit(resume=resume)
+        summary = trainer.fit(resume=resume, on_epoch=on_epoch)
         if not dist_info.is_main:
             return RunResult(run.path, summary)
         if teacher_manifest is not None:
             summary["teacher"] = {k: teacher_manifest.get(k) for k in ("architecture", "test_top1")}
-            run.write_json("summary.json", summary)
+        summary["evaluated_on"] = "holdout" if holdout else "test"
+        run.write_json("summary.json", summary)
         manifest = trainer.manifest(data, cfg.mean, cfg.std)
         atomic_save({"format": MODEL_FORMAT, "model": trainer.model.state_dict(),
                      "manifest": manifest}, run.model)
-    log(f"{cfg.role} {cfg.model}: test top-1 {summary['last']['test_top1']:.2f}% "
+    log(f"{cfg.role} {cfg.model}: {'held-out' if holdout else 'test'} top-1 "
+        f"{summary['last']['test_top1']:.2f}% "
         f"(loss {summary['last']['test_loss']:.4f}) -> {run.path}")
     return RunResult(run.path, summary)
 
@@ -321,24 +411,31 @@ def resolve_normalization(cfg: TrainConfig, data: Dataset) -> TrainConfig:
 SEARCH_FIELDS = ("lambda", "holdout_top1", "holdout_loss", "epochs")
 
 
+def holdout_splits(cfg: TrainConfig, train_split: Split) -> tuple[Split, Split]:
+    """``(fit, held_out)``: the training split less a seeded ``cfg.holdout_fraction`` of it,
+    and that fraction. AGB's lambda search and ``augkd.tune`` score on the held-out part; the
+    test split is never read by a search."""
+    n = len(train_split)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
+    order = order.to(train_split.images.device)
+    n_hold = max(1, round(cfg.holdout_fraction * n))
+    hold, rest = order[:n_hold], order[n_hold:]
+    return (Split(train_split.images[rest], train_split.labels[rest]),
+            Split(train_split.images[hold], train_split.labels[hold]))
+
+
 def search_agb_lambda(
     cfg: TrainConfig, train_split: Split, run: RunDir, common: dict[str, Any],
     log: Callable[[str], None] = print,
 ) -> float:
-    """AGB's warm-up search (protocol.md section 5): the lambda with the best held-out accuracy.
+    """AGB's warm-up search (docs/protocol.md §5): the lambda with the best held-out accuracy.
 
     A seeded ``holdout_fraction`` of the training set is held out (never the test set); each
     candidate lambda trains a fresh student for ``cfg.search_epochs`` epochs at the initial lr
     on the rest and is scored on the held-out part. The table is written to
     ``agb_search.csv`` row by row, so a resumed run does not repeat finished candidates.
     """
-    n = len(train_split)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
-    order = order.to(train_split.images.device)
-    n_hold = max(1, round(cfg.holdout_fraction * n))
-    hold, rest = order[:n_hold], order[n_hold:]
-    fit_split = Split(train_split.images[rest], train_split.labels[rest])
-    hold_split = Split(train_split.images[hold], train_split.labels[hold])
+    fit_split, hold_split = holdout_splits(cfg, train_split)
     table_path = run.path / "agb_search.csv"
     rows = _read_search_table(table_path)
     for lam in cfg.agb_search_lambdas:

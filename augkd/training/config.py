@@ -18,12 +18,12 @@ from augkd.numbers import is_finite
 ROLES = ("teacher", "student")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes seeds below 2**64; epoch seeds mix it
 MAX_TEMPERATURE = 1000.0  # KD's softmax(t / T) is uniform to float precision long before
-RUNTIME_FIELDS = ("progress", "device", "compile")
+RUNTIME_FIELDS = ("progress", "device", "compile", "tensorboard")
 # Filled in from the dataset when a run starts (None until then); a None on either side of a
 # comparison matches any value.
 RESOLVED_FIELDS = ("mean", "std")
 
-# protocol.md section 1: lr 0.01 for MobileNetV2 and ShuffleNet students, 0.05 otherwise.
+# docs/protocol.md §1: lr 0.01 for MobileNetV2 and ShuffleNet students, 0.05 otherwise.
 _LOW_LR_MODELS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
 
 
@@ -36,7 +36,7 @@ def default_lr(model: str) -> float:
 class TrainConfig:
     """Everything that defines a teacher or student run.
 
-    The defaults are protocol.md's recipe: SGD (lr 0.05, momentum 0.9, weight decay 5e-4),
+    The defaults are the recipe of docs/protocol.md: SGD (lr 0.05, momentum 0.9, weight decay 5e-4),
     batch 64, 240 epochs, lr x0.1 at 62.5 / 75 / 87.5 % of the epochs (150/180/210 of 240,
     so ``--epochs`` scales the decay points with it), per-sample crop+flip, KD at T = 4,
     AGB with its lambda chosen by the warm-up search (Algorithm 1), two forwards per step.
@@ -72,9 +72,11 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA (ignored on CPU)
     compile: bool = False
     progress: bool = True
+    # per-epoch scalars into RUN_DIR/tensorboard/ (augkd.training.tensorboard; augkd[tensorboard])
+    tensorboard: bool = False
     # student runs only
     teacher: str | None = None
-    teacher_model: str | None = None  # architecture of a foreign (RepDistiller) checkpoint
+    teacher_model: str | None = None  # of a foreign checkpoint; None: inferred from its weights
     aug: str | None = None  # the extra DA under study, an augkd.augment spec
     per_batch: bool = False  # the paper's once-per-batch random parameters for the extra DA
     # One student (and teacher) forward over [x; x~] instead of the reference's two: pools the
@@ -187,7 +189,7 @@ class TrainConfig:
     def manual_weights(self) -> tuple[float, float]:
         """``(w_task, w_distill)`` of the manual balancer: as given, else the common
         framework's hand-tuned weights of the method (KD: CE 0.1, KD 0.9; a feature method:
-        CE 1 and its beta, protocol section 8)."""
+        CE 1 and its beta, docs/protocol.md §8)."""
         from augkd.distill import resolve_method
 
         default_task, default_distill = resolve_method(self.distill)[0].weights
@@ -228,8 +230,8 @@ class TrainConfig:
 
     def differences(self, other: TrainConfig) -> list[str]:
         """Fields that differ from ``other``, ignoring the runtime-only ones (progress, device,
-        compile), which may change when a run is resumed. The manual weights compare by
-        their values (an unset weight is the method's default)."""
+        compile, tensorboard), which may change when a run is resumed. The manual weights
+        compare by their values (an unset weight is the method's default)."""
         mine, theirs = self.to_dict(), other.to_dict()
         mine["w_task"], mine["w_distill"] = self.manual_weights
         theirs["w_task"], theirs["w_distill"] = other.manual_weights

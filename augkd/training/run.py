@@ -9,6 +9,7 @@
       model.pt         final weights + manifest (what a student run loads as its teacher)
       summary.json     last-epoch figures, written when the run ends (no test-selected epoch)
       agb_search.csv   AGB's lambda search table (AGB student runs unless --agb-lambda)
+      tensorboard/     per-epoch scalars for TensorBoard (runs with --tensorboard only)
       .lock            held (flock) while a process writes the run
 """
 
@@ -97,6 +98,7 @@ class RunDir:
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     model = property(lambda self: self.path / "model.pt")
     summary = property(lambda self: self.path / "summary.json")
+    tensorboard = property(lambda self: self.path / "tensorboard")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -40,6 +40,7 @@ from augkd.training import distributed
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir
+from augkd.training.tensorboard import EpochScalars
 
 CHECKPOINT_FORMAT = "augkd-checkpoint/1"
 MODEL_FORMAT = "augkd-model/1"
@@ -425,33 +426,49 @@ class Trainer:
         return self.last_eval
 
     # ------------------------------------------------------------------ the run
-    def fit(self, resume: bool = False) -> dict[str, Any]:
+    def fit(self, resume: bool = False,
+            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Train for ``cfg.epochs`` epochs (continuing from the checkpoint if ``resume``).
 
         Writes metrics, a checkpoint per epoch and, at the end, the summary and the final
-        model with its manifest into the run folder. Returns the summary.
+        model with its manifest into the run folder. Returns the summary. ``on_epoch`` is
+        called with each epoch's metrics record after its checkpoint is written (a tuner's
+        pruner may raise there: the run folder then holds every finished epoch). With
+        ``cfg.tensorboard`` each record also goes to the run's ``tensorboard/`` folder
+        (:mod:`augkd.training.tensorboard`).
         """
         cfg = self.cfg
         if resume:
             self._resume()
+        writes = self.run is not None and self.dist.is_main
+        board = EpochScalars(self.run, self.epoch) if writes and cfg.tensorboard else None
         start = time.perf_counter()
         bar = tqdm(
             range(self.epoch + 1, cfg.epochs + 1), desc=f"{cfg.role} {cfg.model}",
             disable=not cfg.progress, unit="epoch", initial=self.epoch, total=cfg.epochs,
         )
-        for epoch in bar:
-            t0 = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
-            record = {"epoch": epoch, "lr": lr, **self.train_epoch(epoch)}
-            self.scheduler.step()
-            self.last_eval = self.evaluate()
-            record.update(self.last_eval)
-            record["epoch_time_s"] = time.perf_counter() - t0
-            self.epoch = epoch
-            bar.set_postfix(loss=f"{record['test_loss']:.3f}", top1=f"{record['test_top1']:.2f}")
-            if self.run is not None and self.dist.is_main:
-                self.run.append_metrics(record)
-                atomic_save(self.state_dict(), self.run.checkpoint)
+        try:
+            for epoch in bar:
+                t0 = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]
+                record = {"epoch": epoch, "lr": lr, **self.train_epoch(epoch)}
+                self.scheduler.step()
+                self.last_eval = self.evaluate()
+                record.update(self.last_eval)
+                record["epoch_time_s"] = time.perf_counter() - t0
+                self.epoch = epoch
+                bar.set_postfix(loss=f"{record['test_loss']:.3f}",
+                                top1=f"{record['test_top1']:.2f}")
+                if writes:
+                    self.run.append_metrics(record)
+                    if board is not None:  # before the checkpoint: a resume purges what it repeats
+                        board.write(record)
+                    atomic_save(self.state_dict(), self.run.checkpoint)
+                if on_epoch is not None:
+                    on_epoch(record)
+        finally:
+            if board is not None:
+                board.close()
         bar.close()
         return self._finish(time.perf_counter() - start)
 

@@ -1,0 +1,350 @@
+"""Searching the distill-loss weight with Optuna: the slow way AGB is compared with.
+
+A study searches beta, the weight of the method's distill loss (CE weight ``w_task``, 1 by
+default), log-uniform over ``[beta_low, beta_high]`` (the AGB paper's [0.02, 30000]). Each trial
+is a normal augkd student run with the manual balancer at that beta, trained on the training
+split less the held-out 10 % that AGB's lambda search holds out (same seed, same images) and
+scored on that held-out part, at the initial lr for ``cfg.epochs`` epochs, like AGB's warm-ups.
+The test split is never read by a trial.
+
+The study lives in an Optuna storage (an SQLite file in the tuning folder by default), so:
+
+- a killed search, restarted with the same command, keeps its finished trials; a trial killed
+  mid-run is failed once its heartbeat stops (``heartbeat_s``, then ``2 x heartbeat_s`` grace)
+  and retried with the same beta, continuing its own run folder from its last epoch;
+- several processes (``workers``) or machines (one command each, same ``storage``) work on one
+  study at once; ``trials`` counts the finished (complete or pruned) trials of all of them.
+
+Pruning (``pruner="hyperband"`` or ``"halving"``) reads the held-out top-1 reported after every
+epoch. At the end the best beta may be trained on the full schedule (``final_epochs``) as an
+ordinary run on the full training set, scored on the test set.
+
+Folder layout (``out``)::
+
+    study.db            the Optuna storage (unless ``storage`` points elsewhere)
+    tune.yaml           the student config of the trials and the search settings
+    trials/trial-0003/  one run folder per trial (config.yaml, metrics.jsonl, summary.json, ...)
+    trials.csv          number, state, beta, held-out top-1 / loss, epochs, seconds, worker
+    tune.json           the best beta, its held-out score, the time and epochs spent
+    final/              the best beta on the full schedule (if final_epochs)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from augkd.data import Dataset
+from augkd.training.checkpoint import atomic_write_text
+from augkd.training.api import load_data, resolve_normalization, train
+from augkd.training.config import TrainConfig
+from augkd.training.run import RunDir, exclusive
+
+PRUNERS = ("none", "hyperband", "halving")
+SAMPLERS = ("tpe", "random", "anneal")
+TRIAL_FIELDS = ("number", "state", "w_distill", "holdout_top1", "holdout_loss", "epochs",
+                "seconds", "worker", "folder")
+
+
+@dataclass
+class TuneConfig:
+    """The search's own settings (the trials' student settings are a :class:`TrainConfig`)."""
+
+    trials: int = 20
+    sampler: str = "tpe"
+    pruner: str = "none"
+    beta_low: float = 0.02
+    beta_high: float = 30000.0
+    w_task: float = 1.0
+    storage: str | None = None  # default sqlite:///<out>/study.db
+    study_name: str = "augkd-tune"
+    seed: int | None = None  # the sampler's (None: the student's seed); worker k adds k
+    workers: int = 1
+    heartbeat_s: int = 30
+    final_epochs: int = 0  # 0: no final run
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field and what it accepts."""
+        checks = [
+            ("trials", isinstance(self.trials, int) and self.trials >= 1, "an integer >= 1"),
+            ("seed", self.seed is None or isinstance(self.seed, int), "an integer or None"),
+            ("sampler", self.sampler in SAMPLERS, " | ".join(SAMPLERS)),
+            ("pruner", self.pruner in PRUNERS, " | ".join(PRUNERS)),
+            ("beta_low", _positive(self.beta_low), "a number > 0"),
+            ("beta_high", _positive(self.beta_high) and self.beta_high > self.beta_low,
+             f"a number > beta_low ({self.beta_low})"),
+            ("w_task", _positive(self.w_task) or self.w_task == 0, "a number >= 0"),
+            ("workers", isinstance(self.workers, int) and self.workers >= 1, "an integer >= 1"),
+            ("heartbeat_s", isinstance(self.heartbeat_s, int) and self.heartbeat_s >= 1,
+             "an integer >= 1 (seconds)"),
+            ("final_epochs", isinstance(self.final_epochs, int) and self.final_epochs >= 0,
+             "an integer >= 0"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"tune {name} must be {expected}, got {getattr(self, name)!r}")
+
+    def storage_url(self, out: Path) -> str:
+        return self.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+@dataclass
+class TuneResult:
+    """What a search found: the best beta, its held-out score, its cost, and the trials."""
+
+    out: Path
+    best_w_distill: float
+    best_holdout_top1: float
+    trials: list[dict[str, Any]]
+    search_seconds: float
+    search_epochs: int
+    final: dict[str, Any] | None = None
+
+
+def trial_config(student: TrainConfig, tune_cfg: TuneConfig, beta: float) -> TrainConfig:
+    """The student config of one trial: manual balancer at ``(w_task, beta)``, constant lr."""
+    return student.replace(balancer="manual", w_task=tune_cfg.w_task, w_distill=float(beta),
+                           agb_search=False, lr_decay_fractions=(1.0,), progress=False)
+
+
+def _open_study(tune_cfg: TuneConfig, out: Path, worker: int, seed: int, epochs: int):
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    from augkd.tune.anneal import make_sampler
+
+    url = tune_cfg.storage_url(out)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    with warnings.catch_warnings():  # heartbeats and their retry are "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = RDBStorage(
+            url, heartbeat_interval=tune_cfg.heartbeat_s, grace_period=2 * tune_cfg.heartbeat_s,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            **kwargs)
+    pruner = {
+        "none": optuna.pruners.NopPruner,
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
+                                                            reduction_factor=3),
+        "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
+                                                                  reduction_factor=3),
+    }[tune_cfg.pruner]()
+    return optuna.create_study(storage=storage, study_name=tune_cfg.study_name,
+                               direction="maximize", load_if_exists=True, pruner=pruner,
+                               sampler=make_sampler(tune_cfg.sampler, seed + worker))
+
+
+def _finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: Dataset,
+               worker: int = 0, log: Callable[[str], None] = print) -> None:
+    """Run trials of the study in ``out`` until it holds ``tune_cfg.trials`` finished ones."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = student.seed if tune_cfg.seed is None else tune_cfg.seed
+    study = _open_study(tune_cfg, out, worker, seed, student.epochs)
+
+    def objective(trial: optuna.Trial) -> float:
+        beta = trial.suggest_float("w_distill", tune_cfg.beta_low, tune_cfg.beta_high, log=True)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            first = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        number = trial.number if first is None else first  # a retry continues its folder
+        folder = out / "trials" / f"trial-{number:04d}"
+        trial.set_user_attr("folder", str(folder.relative_to(out)))
+        trial.set_user_attr("worker", worker)
+        run = RunDir(folder)
+        for record in run.read_metrics() if run.config.is_file() else []:
+            trial.report(record["test_top1"], record["epoch"])  # a resumed run's epochs
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            trial.report(record["test_top1"], record["epoch"])
+            # pruning after the last epoch saves nothing: the trial then counts as complete
+            if record["epoch"] < student.epochs and trial.should_prune():
+                trial.set_user_attr("epochs", record["epoch"])
+                trial.set_user_attr("holdout_loss", record["test_loss"])
+                raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}")
+
+        t0 = time.perf_counter()
+        log(f"[trial {trial.number}] w_distill {beta:.4g} -> {folder}")
+        try:
+            result = train(trial_config(student, tune_cfg, beta), folder,
+                           resume=run.config.is_file(), data=data, holdout=True,
+                           on_epoch=on_epoch, log=lambda line: None)
+        finally:
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+        last = result.summary["last"]
+        trial.set_user_attr("epochs", last["epoch"])
+        trial.set_user_attr("holdout_loss", last["test_loss"])
+        log(f"[trial {trial.number}] w_distill {beta:.4g}: held-out top-1 "
+            f"{last['test_top1']:.2f}%")
+        return float(last["test_top1"])
+
+    def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if _finished(study) >= tune_cfg.trials:
+            study.stop()
+
+    while _finished(study) < tune_cfg.trials:
+        study.optimize(objective, n_trials=tune_cfg.trials - _finished(study),
+                       callbacks=[enough], catch=())
+
+
+def trials_table(study) -> list[dict[str, Any]]:
+    """One row per trial of ``study`` (see ``TRIAL_FIELDS``)."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        rows.append({
+            "number": t.number, "state": t.state.name.lower(),
+            "w_distill": t.params.get("w_distill"),
+            "holdout_top1": t.value if t.value is not None else (
+                t.intermediate_values[max(t.intermediate_values)]
+                if t.intermediate_values else None),
+            "holdout_loss": attrs.get("holdout_loss"), "epochs": attrs.get("epochs"),
+            "seconds": attrs.get("seconds"), "worker": attrs.get("worker"),
+            "folder": attrs.get("folder"),
+        })
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TRIAL_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(buf.getvalue(), path)
+
+
+def tune(student: TrainConfig, tune_cfg: TuneConfig, out: str | Path, *,
+         data: Dataset | None = None, log: Callable[[str], None] = print,
+         worker_argv: list[str] | None = None) -> TuneResult:
+    """Search the distill weight of ``student`` (a student :class:`TrainConfig` whose
+    ``epochs`` are the epochs per trial) and return the best; see the module docstring.
+
+    With ``tune_cfg.workers > 1`` the trials run in that many processes started with
+    ``worker_argv`` (the CLI passes its own arguments); the API's caller may instead start
+    one :func:`run_worker` per process on the same storage.
+    """
+    if student.role != "student":
+        raise ValueError(f"augkd.tune searches a student's loss weights; got role {student.role!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = data if data is not None else load_data(student)
+    student = resolve_normalization(student, data)
+    _check_settings(out, student, tune_cfg)
+    start = time.perf_counter()
+    if tune_cfg.workers > 1:
+        if worker_argv is None:
+            raise ValueError("workers > 1 needs worker_argv (the CLI's arguments) to start "
+                             "the worker processes; from Python, run run_worker per process")
+        _run_processes(tune_cfg.workers, worker_argv)
+    else:
+        run_worker(student, tune_cfg, out, data=data, log=log)
+    wall = time.perf_counter() - start
+    study = _open_study(tune_cfg, out, 0, 0, student.epochs)
+    rows = trials_table(study)
+    _write_csv(out / "trials.csv", rows)
+    scored = [r for r in rows if r["state"] == "complete"]
+    if not scored:
+        raise RuntimeError(f"no trial of the study in {out} completed; see {out / 'trials.csv'}")
+    best = study.best_trial
+    result = TuneResult(
+        out=out, best_w_distill=float(best.params["w_distill"]),
+        best_holdout_top1=float(best.value), trials=rows,
+        search_seconds=sum(r["seconds"] or 0.0 for r in rows),
+        search_epochs=sum(int(r["epochs"] or 0) for r in rows),
+    )
+    log(f"best w_distill {result.best_w_distill:.4g}: held-out top-1 "
+        f"{result.best_holdout_top1:.2f}% after {len(rows)} trials, {result.search_epochs} "
+        f"epochs, {result.search_seconds:.0f} s of training ({wall:.0f} s this call)")
+    if tune_cfg.final_epochs:
+        final_cfg = student.replace(balancer="manual", w_task=tune_cfg.w_task,
+                                    w_distill=result.best_w_distill, agb_search=False,
+                                    epochs=tune_cfg.final_epochs)
+        run = train_final(final_cfg, out / "final", data, log)
+        result.final = {"folder": str(run.run_dir.relative_to(out)), **run.summary["last"]}
+    atomic_write_text(json.dumps({
+        "best_w_distill": result.best_w_distill, "best_holdout_top1": result.best_holdout_top1,
+        "best_trial": best.number, "trials": len(rows),
+        "complete": len(scored), "pruned": sum(r["state"] == "pruned" for r in rows),
+        "search_seconds": result.search_seconds, "search_epochs": result.search_epochs,
+        "final": result.final,
+    }, indent=2) + "\n", out / "tune.json")
+    return result
+
+
+def train_final(cfg: TrainConfig, folder: Path, data: Dataset, log: Callable[[str], None]):
+    """The best weight on the full schedule: an ordinary run (resumed if it was killed)."""
+    run = RunDir(folder)
+    with exclusive(folder.with_suffix(".lock"), log, str(folder)):
+        return train(cfg, folder, resume=run.config.is_file(), data=data, log=log)
+
+
+def _check_settings(out: Path, student: TrainConfig, tune_cfg: TuneConfig) -> None:
+    """Write ``tune.yaml`` on the first call; refuse to mix a changed search into the study."""
+    import yaml
+
+    settings = {"student": student.to_dict(),
+                "tune": {k: v for k, v in dataclasses.asdict(tune_cfg).items()
+                         if k not in ("trials", "workers", "heartbeat_s", "final_epochs")}}
+    path = out / "tune.yaml"
+    with exclusive(out / "tune.lock", lambda line: None, str(out)):
+        if path.is_file():
+            old = yaml.safe_load(path.read_text())
+            changed = [f"{part}.{k}" for part in settings for k in settings[part]
+                       if _normal(settings[part][k]) != _normal(old.get(part, {}).get(k))]
+            if changed:
+                raise ValueError(f"{out} holds a search with other settings ({', '.join(changed)}"
+                                 f"); use another --out or the same settings")
+        else:
+            atomic_write_text(yaml.safe_dump(settings, sort_keys=False), path)
+
+
+def _normal(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # tuples and lists compare equal
+
+
+def _run_processes(n: int, argv: list[str]) -> None:
+    """Start ``n`` worker processes of ``python -m augkd.tune`` on one study and wait."""
+    env = dict(os.environ)
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    procs = [subprocess.Popen([sys.executable, "-m", "augkd.tune", *argv, "--worker-id", str(i)],
+                              env=env) for i in range(n)]
+    try:
+        codes = [p.wait() for p in procs]
+    except BaseException:
+        for p in procs:
+            p.terminate()
+        raise
+    failed = [str(i) for i, c in enumerate(codes) if c != 0]
+    if failed:
+        raise RuntimeError(f"tune worker(s) {', '.join(failed)} failed (exit codes "
+                           f"{[codes[int(i)] for i in failed]}); rerun to continue the study")

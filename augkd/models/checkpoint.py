@@ -1,18 +1,47 @@
-"""Load weights trained by the CIFAR KD framework (``ckpt_epoch_240.pth``) into the zoo."""
+"""Load a model trained by another KD codebase (RepDistiller, mdistiller, torchdistill).
+
+The file's layout (:mod:`augkd.models.layouts`) gives the trained model's state_dict; the
+architecture is the one named by the caller (``--teacher-model``) or the one whose keys and
+shapes the state_dict has. For the architectures the zoo shares with those codebases the key
+names are the zoo's own, so no renaming is needed: the zoo follows RepDistiller's definitions,
+which mdistiller copies, and torchdistill's CIFAR ResNets (``ResNet4Cifar`` with torchvision's
+``BasicBlock``) name their parameters the same way. torchdistill's ``WideResNet4Cifar`` is not
+one of them: it applies the projection shortcut to a block's raw input where the zoo's ``wrn_*``
+applies it to the pre-activated input, a different function that no renaming reproduces, so
+its files are refused with that reason.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import argparse
+import dataclasses
+import functools
+import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from augkd.models.base import KDModel
-from augkd.models.registry import create_model
+from augkd.models.layouts import ForeignWeights, extract_weights
+from augkd.models.registry import MODELS, create_model
 
-_DATA_PARALLEL_PREFIX = "module."
 _MAX_LISTED = 8
+_BN_COUNTER = "num_batches_tracked"
+
+# Pickled objects besides tensors and plain containers that these codebases put in their files:
+# torchdistill's 'args' and RepDistiller's 'opt' (argparse options).
+_SAFE_GLOBALS = [argparse.Namespace]
+
+# torchdistill's WideResNet4Cifar: blocks layer<i>.<j> with a projection 'shortcut.0'.
+_TORCHDISTILL_WRN_KEY = re.compile(r"^layer\d+\.\d+\.shortcut\.0\.weight$")
+_TORCHDISTILL_WRN_NOTE = (
+    "its keys are those of torchdistill's WideResNet4Cifar (layer<i>.<j>.shortcut.0), whose "
+    "projection shortcut reads a block's raw input where augkd's wrn_* (RepDistiller's "
+    "definition) reads the pre-activated input: another function, so its weights cannot be "
+    "loaded into the zoo"
+)
 
 
 def _listing(items: list[str]) -> str:
@@ -21,41 +50,268 @@ def _listing(items: list[str]) -> str:
     return shown + (f", ... ({more} more)" if more > 0 else "")
 
 
-def _extract_state_dict(obj: object, path: Path) -> dict[str, Tensor]:
-    """The tensors of a checkpoint: ``obj["model"]`` when present, else ``obj`` itself."""
-    state = obj.get("model", obj) if isinstance(obj, Mapping) else obj
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
-    ):
-        top = list(obj.keys()) if isinstance(obj, Mapping) else type(obj).__name__
+@dataclasses.dataclass(frozen=True)
+class ForeignCheckpoint:
+    """A model loaded from another codebase's checkpoint, with what is known of it.
+
+    Attributes:
+        model: the zoo model with the file's weights, in eval mode.
+        architecture: its registered name.
+        named_by: where the architecture came from: ``"--teacher-model"`` (the caller named
+            it), ``"its weights"``, or ``"its weights and its folder name
+            'resnet32x4_vanilla'"``.
+        weights: where the weights were in the file and the accuracy the file records.
+    """
+
+    model: KDModel
+    architecture: str
+    named_by: str
+    weights: ForeignWeights
+
+
+def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu") -> object:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers, no arbitrary code.
+
+    ``argparse.Namespace`` is also allowed (torchdistill's ``args``, RepDistiller's ``opt``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file cannot be read that way; the message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    # torch < 2.5 has no allow-list: files holding a Namespace then fail below, by name
+    allow = getattr(torch.serialization, "safe_globals", None)
+    try:
+        with allow(_SAFE_GLOBALS) if allow is not None else nullcontext():
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # unpickling errors come in many types; report the file
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        # torch's message opens with advice to drop weights_only; the object refused is the news
+        reason = next((line for line in lines if "unsupported" in line.lower()), " ".join(lines))
         raise ValueError(
-            f"checkpoint {path} holds no state_dict: expected a dict of tensors, or one under a "
-            f"'model' key; found {top}"
+            f"cannot read checkpoint {path} (torch.load, weights_only): {reason[:300]}"
+        ) from err
+
+
+@functools.cache
+def _architecture_shapes(name: str, num_classes: int, in_channels: int) -> dict[str, tuple]:
+    """``{key: shape}`` of an architecture's state_dict, without its BN batch counters."""
+    try:  # on the meta device nothing is allocated or initialised: ResNet50 costs nothing
+        with torch.device("meta"):
+            model = create_model(name, num_classes, in_channels)
+    except Exception:  # a user's model may not build on meta; the CPU gives the same shapes
+        model = create_model(name, num_classes, in_channels)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()
+            if not k.endswith(_BN_COUNTER)}
+
+
+def _fit_problems(state: dict[str, Tensor], expected: dict[str, tuple]) -> list[str]:
+    """What keeps ``state`` from loading into a model of ``expected`` shapes (empty: it fits).
+
+    BN batch counters are left out on both sides: old files lack them, and they hold no weight.
+    """
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected and not k.endswith(_BN_COUNTER)]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {shape}"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches ({len(mismatched)}): {_listing(mismatched)}")
+    return problems
+
+
+_ARCHITECTURE_KEYS: dict[str, frozenset[str]] = {}
+
+
+def _same_keys(state: dict[str, Tensor], num_classes: int, in_channels: int) -> list[str]:
+    """The registered architectures with exactly the keys of ``state`` (shapes aside)."""
+    keys = {k for k in state if not k.endswith(_BN_COUNTER)}
+    same = []
+    for name in MODELS:
+        if name not in _ARCHITECTURE_KEYS:  # names do not depend on the class or channel count
+            shapes = _architecture_shapes(name, num_classes, in_channels)
+            _ARCHITECTURE_KEYS[name] = frozenset(shapes)
+        if _ARCHITECTURE_KEYS[name] == keys:
+            same.append(name)
+    return same
+
+
+def _mismatch_count(state: dict[str, Tensor], expected: dict[str, tuple]) -> int:
+    return sum(tuple(state[k].shape) != shape for k, shape in expected.items() if k in state)
+
+
+def _fitting(state: dict[str, Tensor], num_classes: int, in_channels: int) -> list[str]:
+    """The registered architectures whose keys and shapes ``state`` has exactly."""
+    return [n for n in _same_keys(state, num_classes, in_channels)
+            if not _fit_problems(state, _architecture_shapes(n, num_classes, in_channels))]
+
+
+def named_by_path(path: Path) -> list[tuple[str, str]]:
+    """Architectures named by the checkpoint's folder or file name, with where they were read.
+
+    A name counts when the folder (or the file's stem) is the architecture's name or starts with
+    it and ``_``: mdistiller's ``resnet32x4_vanilla``, RepDistiller's
+    ``wrn_40_2_cifar100_lr_0.05_decay_0.0005_trial_0`` and ``resnet32x4_best.pth``, and its
+    student folders ``S:resnet8x4_T:resnet32x4_...``. The longest matching name wins
+    (``resnet32x4`` over ``resnet32``). Folder first, then file.
+    """
+    found = []
+    for where, label in (("folder", path.parent.name), ("file", path.stem)):
+        label = label.removeprefix("S:")
+        names = [n for n in MODELS if label == n or label.startswith(n + "_")]
+        if names:
+            found.append((max(names, key=len), f"its {where} name {label!r}"))
+    return found
+
+
+def _fit_error(path: Path, name: str, num_classes: int, in_channels: int,
+               problems: list[str], named_by: str, note: str | None) -> ValueError:
+    text = (f"checkpoint {path} does not fit {name!r} ({named_by}; num_classes={num_classes}, "
+            f"in_channels={in_channels}): " + "; ".join(problems))
+    return ValueError(text + (f"; {note}" if note else ""))
+
+
+def _definition_note(state: dict[str, Tensor]) -> str | None:
+    """Why a state_dict of a known foreign definition cannot be loaded, if it is one."""
+    if any(_TORCHDISTILL_WRN_KEY.match(k) for k in state):
+        return _TORCHDISTILL_WRN_NOTE
+    return None
+
+
+def choose_architecture(
+    state: dict[str, Tensor], path: Path, num_classes: int, in_channels: int,
+    model_name: str | None = None,
+) -> tuple[str, str]:
+    """The architecture a foreign state_dict is loaded into, and how it was found.
+
+    ``model_name``, when given, is checked to fit. Otherwise the registered architectures whose
+    keys and shapes (at ``num_classes``, ``in_channels``) ``state`` has exactly are the
+    candidates: one is taken; among several, the one the file's folder or file name names
+    (:func:`named_by_path`).
+
+    Returns:
+        ``(name, named_by)``.
+
+    Raises:
+        ValueError: ``model_name`` does not fit; several architectures fit and no name picks
+            one; none fits. Each message names the file, the candidates and what was expected.
+        UnknownNameError: ``model_name`` is not registered.
+    """
+    note = _definition_note(state)
+    if model_name is not None:
+        problems = _fit_problems(state, _architecture_shapes(model_name, num_classes, in_channels))
+        if problems:
+            fits = [n for n in _fitting(state, num_classes, in_channels) if n != model_name]
+            if fits:
+                problems.append(f"the weights fit {_listing(fits)}")
+            raise _fit_error(path, model_name, num_classes, in_channels, problems,
+                             "from --teacher-model", note)
+        return model_name, "--teacher-model"
+    fits = _fitting(state, num_classes, in_channels)
+    hints = named_by_path(path)
+    if len(fits) == 1:
+        return fits[0], "its weights"
+    if fits:
+        for name, where in hints:
+            if name in fits:
+                return name, f"its weights and {where}"
+        raise ValueError(
+            f"cannot tell the architecture of {path}: its weights fit {len(fits)} architectures "
+            f"({', '.join(fits)}) and neither its folder nor its file name names one of them; "
+            "name it with --teacher-model"
         )
-    if state and all(k.startswith(_DATA_PARALLEL_PREFIX) for k in state):
-        state = {k[len(_DATA_PARALLEL_PREFIX) :]: v for k, v in state.items()}
-    return dict(state)
+    if hints:
+        name, where = hints[0]
+        problems = _fit_problems(state, _architecture_shapes(name, num_classes, in_channels))
+        raise _fit_error(path, name, num_classes, in_channels, problems, f"from {where}", note)
+    same_keys = _same_keys(state, num_classes, in_channels)
+    if same_keys:
+        nearest = min(same_keys, key=lambda n: _mismatch_count(
+            state, _architecture_shapes(n, num_classes, in_channels)))
+        problems = _fit_problems(state, _architecture_shapes(nearest, num_classes, in_channels))
+        others = [n for n in same_keys if n != nearest]
+        raise ValueError(
+            f"cannot tell the architecture of {path}: its keys are those of {nearest!r}"
+            + (f" (and {', '.join(others)})" if others else "")
+            + f" but not its shapes at num_classes={num_classes}, in_channels={in_channels} "
+            f"({'; '.join(problems)}): was it trained on other data?"
+        )
+    keys = [k for k in state if not k.endswith(_BN_COUNTER)]
+    raise ValueError(
+        f"cannot tell the architecture of {path}: its {len(keys)} tensors ({_listing(keys)}) "
+        f"fit none of the registered architectures ({', '.join(MODELS)})"
+        + (f"; {note}" if note else "; if it is one of them, name it with --teacher-model")
+    )
+
+
+def load_foreign(
+    contents: object,
+    path: str | Path,
+    num_classes: int,
+    in_channels: int = 3,
+    model_name: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> ForeignCheckpoint:
+    """Build the zoo model a loaded foreign checkpoint describes and load its weights.
+
+    Args:
+        contents: what :func:`read_checkpoint_file` returned for ``path``.
+        path: the file (for messages, and for the folder name that may name the architecture).
+        num_classes: logits of the trained classifier (100 for CIFAR-100).
+        in_channels: input channels the weights were trained with.
+        model_name: the architecture; ``None``: inferred (:func:`choose_architecture`).
+        map_location: device the model is moved to.
+
+    Returns:
+        :class:`ForeignCheckpoint` with the model in eval mode on ``map_location``. BatchNorm
+        ``num_batches_tracked`` counters missing from old files keep the fresh model's zeros;
+        every other key matches exactly, in name and shape.
+
+    Raises:
+        ValueError: the layout is unknown, or the architecture cannot be told or does not fit;
+            messages name the file.
+        UnknownNameError: ``model_name`` is not registered.
+    """
+    path = Path(path)
+    weights = extract_weights(contents, path)
+    name, named_by = choose_architecture(weights.state, path, num_classes, in_channels,
+                                         model_name)
+    model = create_model(name, num_classes, in_channels)
+    fresh = model.state_dict()
+    # BN counters: old files lack them (keep the fresh zeros); they change no output
+    state = {k: v for k, v in weights.state.items() if k in fresh}
+    state.update({k: v for k, v in fresh.items() if k.endswith(_BN_COUNTER) and k not in state})
+    model.load_state_dict(state)
+    return ForeignCheckpoint(model=model.to(map_location).eval(), architecture=name,
+                             named_by=named_by, weights=weights)
 
 
 def load_kd_checkpoint(
     path: str | Path,
-    model_name: str,
+    model_name: str | None,
     num_classes: int,
     in_channels: int = 3,
     map_location: str | torch.device = "cpu",
 ) -> KDModel:
-    """Build ``model_name`` and load a checkpoint of the CIFAR KD framework into it.
+    """Build ``model_name`` and load into it a checkpoint of RepDistiller, mdistiller or
+    torchdistill (the layouts of :mod:`augkd.models.layouts`).
 
-    Accepts what that framework (and mdistiller) save, ``{"model": state_dict, "epoch": ...,
-    ...}``, or a bare state_dict; a ``module.`` prefix on every key (``nn.DataParallel``) is
-    stripped. The file is read with ``torch.load(weights_only=True)``: tensors and plain
-    containers only, no arbitrary code. BatchNorm ``num_batches_tracked`` counters missing from
-    old checkpoints are tolerated (the fresh model's zeros are kept); every other key must match
-    exactly, in name and shape.
+    The file is read with ``torch.load(weights_only=True)``: tensors and plain containers only,
+    no arbitrary code.
 
     Args:
         path: the checkpoint file.
-        model_name: a registered architecture (see :func:`augkd.models.list_models`).
+        model_name: a registered architecture (see :func:`augkd.models.list_models`);
+            ``None``: the one the weights fit (:func:`choose_architecture`).
         num_classes: logits of the trained classifier (100 for CIFAR-100).
         in_channels: input channels the weights were trained with.
         map_location: device the tensors are loaded to; the model is moved there too.
@@ -69,40 +325,7 @@ def load_kd_checkpoint(
             architecture; the message names the file, the architecture and the offending keys.
         UnknownNameError: ``model_name`` is not registered.
     """
-    path = Path(path)
-    model = create_model(model_name, num_classes, in_channels)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling errors come in many types; report the file
-        raise ValueError(
-            f"cannot read checkpoint {path} (torch.load, weights_only): {err}"
-        ) from err
-    state = _extract_state_dict(obj, path)
-
-    expected = model.state_dict()
-    for key, value in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = value
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-        if mismatched:
-            problems.append(f"shape mismatches ({len(mismatched)}): {_listing(mismatched)}")
-        raise ValueError(
-            f"checkpoint {path} does not fit {model_name!r} (num_classes={num_classes}, "
-            f"in_channels={in_channels}): " + "; ".join(problems)
-        )
-    model.load_state_dict(state)
-    return model.to(map_location).eval()
+    if model_name is not None:
+        MODELS.get(model_name)  # an unknown name fails first, by name
+    contents = read_checkpoint_file(path, map_location)
+    return load_foreign(contents, path, num_classes, in_channels, model_name, map_location).model

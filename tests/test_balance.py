@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from augkd.balance import (
@@ -470,3 +471,51 @@ def test_grad_reducer_sees_every_gradient_before_it_is_used(name: str) -> None:
     assert calls == expected_calls[name]
     # every balancer's blend is linear in gradients scaled alike (AGB's alpha, beta unchanged)
     torch.testing.assert_close(grads[1], 2.0 * grads[0])
+
+
+def test_agb_flat_buffer_step_equals_the_two_backward_reference_over_steps() -> None:
+    """The AGB step (two backwards accumulating into flat buffers, whole-buffer products and
+    blend) against the reference: two ``autograd.grad`` calls, float64 products, the blend per
+    parameter; on a conv student with BatchNorm and a method's own parameters (a regressor
+    that only the distill loss reaches), over steps that reuse the buffers."""
+    from augkd.models import create_model
+
+    torch.manual_seed(0)
+    student = create_model("resnet8", 5)
+    regressor = nn.Linear(5, 5)
+    twin, twin_reg = copy.deepcopy(student), copy.deepcopy(regressor)
+    balancer = create_balancer("agb", lam=0.7)
+    params, method = list(student.parameters()), list(regressor.parameters())
+    for step in range(3):
+        x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(step))
+        y = torch.arange(6) % 5
+        target = torch.randn(6, 5, generator=torch.Generator().manual_seed(10 + step))
+
+        def losses(model, reg, x=x, y=y, target=target):
+            logits = model(x)
+            return {"task": F.cross_entropy(logits, y),
+                    "distill": (reg(logits) - target).pow(2).mean() + logits.pow(2).mean()}
+
+        balancer.backward(losses(student, regressor), params, method)
+        ref = losses(twin, twin_reg)
+        twin_params, twin_method = list(twin.parameters()), list(twin_reg.parameters())
+        g_t = torch.autograd.grad(ref["task"], twin_params, retain_graph=True)
+        g_all = torch.autograd.grad(ref["distill"], twin_params + twin_method)
+        g_d = g_all[:len(twin_params)]
+        flat_t, flat_d = (torch.cat([g.reshape(-1) for g in gs]).double() for gs in (g_t, g_d))
+        alpha, beta = agb_weights(flat_t @ flat_d, flat_t @ flat_t, flat_d @ flat_d, 0.7)
+        for p, a, b in zip(params, g_t, g_d, strict=True):
+            torch.testing.assert_close(p.grad, (alpha * a + beta * b).float(), rtol=1e-5,
+                                       atol=1e-7)
+        for p, b in zip(method, g_all[len(twin_params):], strict=True):
+            torch.testing.assert_close(p.grad, (beta * b).float(), rtol=1e-5, atol=1e-7)
+        stats = balancer.epoch_stats()
+        assert stats["alpha"] == pytest.approx(alpha.item(), rel=1e-6)
+        assert stats["beta"] == pytest.approx(beta.item(), rel=1e-6)
+        # a plain SGD step, then the trainer's zero_grad(set_to_none); the twin follows
+        with torch.no_grad():
+            for p in params + method:
+                p.sub_(0.1 * p.grad)
+                p.grad = None
+        twin.load_state_dict(student.state_dict())  # weights and BatchNorm statistics
+        twin_reg.load_state_dict(regressor.state_dict())

@@ -263,3 +263,9 @@ def test_make_sampler_names_the_known_ones():
     assert isinstance(make_sampler("anneal", 0), AnnealingSampler)
     with pytest.raises(ValueError, match="known: tpe, random, anneal"):
         make_sampler("grid", 0)
+
+
+def test_a_compute_budget_stops_the_search_at_that_many_epochs(teacher, digits, tmp_path):
+    res = tune(student(teacher), TuneConfig(trials=10, sampler="random", max_epochs=3),
+               tmp_path / "b", data=digits, log=lambda s: None)
+    assert len(res.trials) == 3 and res.search_epochs == 3

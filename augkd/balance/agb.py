@@ -37,7 +37,6 @@ from torch import Tensor, nn
 
 from augkd.balance.base import (
     Balancer,
-    assign_grads,
     check_losses,
     check_params,
     register_balancer,
@@ -199,6 +198,7 @@ class AGB(Balancer):
         if not isinstance(lam, Real) or not 0.0 <= float(lam) <= 1.0:
             raise ValueError(f"option 'lam' of balancer 'agb' must be in [0, 1], got {lam!r}")
         self.lam = float(lam)
+        self._flat: _FlatGrads | None = None
 
     def _options(self) -> dict[str, object]:
         return {"lam": self.lam}
@@ -212,22 +212,33 @@ class AGB(Balancer):
         task, distill = check_losses(losses)
         params = check_params(params)
         method_params = list(method_params)
-        # Two gradient computations on the one graph of the step's single forward pass.
-        grads_task = self._grads(task, params, retain_graph=True)
-        grads_all = self._grads(distill, params + method_params)
-        dot, sq_t, sq_d = gradient_products(grads_task, grads_all[:len(params)])
+        # Two gradient computations on the one graph of the step's single forward pass. Each
+        # accumulates into one flat buffer (the parameters' .grad are views of it), so the
+        # products, the blend and a data-parallel all-reduce are a few whole-buffer kernels
+        # instead of several per parameter.
+        buffers = self._buffers_for(params, method_params)
+        flat_t, flat_d = buffers.task, buffers.distill
+        n = buffers.n_student
+        flat_t.zero_()
+        buffers.point(params, flat_t)
+        if task.requires_grad:
+            torch.autograd.backward(task, inputs=params, retain_graph=True)
+        flat_d.zero_()
+        buffers.point(params + method_params, flat_d)
+        if distill.requires_grad:
+            torch.autograd.backward(distill, inputs=params + method_params)
+        self._reduce([flat_t])
+        self._reduce([flat_d])
+        g_d = flat_d[:n]
+        dot, sq_t, sq_d = (torch.dot(flat_t, g_d).double(), torch.dot(flat_t, flat_t).double(),
+                           torch.dot(g_d, g_d).double())
         info = agb_weights(dot, sq_t, sq_d, self.lam, return_info=True)
 
         # beta G_d over the student's and the method's parameters at once; only a fallback
         # step (beta = 0) can hold 0 * inf = NaN here
-        scaled = torch._foreach_mul(grads_all, info.beta)
-        for g in scaled:
-            torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
-        blended = torch._foreach_mul(grads_task, info.alpha)
-        torch._foreach_add_(blended, scaled[:len(params)])
-        assign_grads(params, blended)
-        if method_params:
-            assign_grads(method_params, scaled[len(params):])
+        flat_d.mul_(info.beta.float()).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        flat_t.mul_(info.alpha.float()).add_(g_d)
+        buffers.point(params, flat_t)  # the method's parameters keep their views of flat_d
 
         sq_blend = info.alpha**2 * sq_t + 2 * info.alpha * info.beta * dot + info.beta**2 * sq_d
         norm_ratio = (sq_blend.clamp_min(0.0) / sq_t).sqrt()
@@ -241,3 +252,44 @@ class AGB(Balancer):
         stats.add_mean("norm_ratio", norm_ratio, valid=~info.fallback)
         stats.add_count("n_degenerate", info.degenerate)
         stats.add_count("n_fallback", info.fallback)
+
+    def _buffers_for(self, params: list[nn.Parameter],
+                     method_params: list[nn.Parameter]) -> _FlatGrads:
+        key = (params[0].device, *((id(p), p.shape) for p in params + method_params))
+        if self._flat is None or self._flat.key != key:
+            self._flat = _FlatGrads(key, params, method_params)
+        return self._flat
+
+
+class _FlatGrads:
+    """Two float32 gradient buffers laid out like ``params + method_params`` (the student's
+    first, ``n_student`` elements), and the views that make them the parameters' ``.grad``."""
+
+    def __init__(self, key: tuple, params: list[nn.Parameter],
+                 method_params: list[nn.Parameter]) -> None:
+        for p in params + method_params:
+            if p.dtype != torch.float32:
+                raise ValueError(f"AGB keeps float32 gradients; a parameter of shape "
+                                 f"{tuple(p.shape)} is {p.dtype}")
+        self.key = key
+        self.n_student = sum(p.numel() for p in params)
+        total = self.n_student + sum(p.numel() for p in method_params)
+        device = params[0].device
+        self.task = torch.zeros(self.n_student, device=device)
+        self.distill = torch.zeros(total, device=device)
+        self._shapes = [p.shape for p in params + method_params]
+        self._offsets = [0]
+        for p in params + method_params:
+            self._offsets.append(self._offsets[-1] + p.numel())
+        self._views: dict[int, list[Tensor]] = {}
+
+    def point(self, params: Sequence[nn.Parameter], flat: Tensor) -> None:
+        """Make ``flat``'s views the ``.grad`` of ``params`` (a prefix of the layout)."""
+        views = self._views.get(id(flat))
+        if views is None:
+            views = [flat[a:b].view(shape) for a, b, shape in
+                     zip(self._offsets, self._offsets[1:], self._shapes, strict=False)
+                     if b <= flat.numel()]
+            self._views[id(flat)] = views
+        for p, v in zip(params, views, strict=False):
+            p.grad = v

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--heartbeat", type=int, dest="heartbeat_s",
                         help="seconds between a trial's heartbeats; a silent trial is retried "
                         "after twice that (default 30)")
+    search.add_argument("--max-epochs", type=int,
+                        help="a compute budget: start no trial once the finished ones spent N "
+                        "epochs (--trials still caps the count)")
     search.add_argument("--final-epochs", type=int,
                         help="train the best beta for N epochs on the full training set, "
                         "scored on the test set (default 0: no final run)")
@@ -70,7 +73,7 @@ _TUNE_FLAGS = {"trials": "trials", "sampler": "sampler", "pruner": "pruner",
                "beta_low": "beta_low", "beta_high": "beta_high", "tune_w_task": "w_task",
                "storage": "storage", "study_name": "study_name", "sampler_seed": "seed",
                "workers": "workers", "heartbeat_s": "heartbeat_s",
-               "final_epochs": "final_epochs"}
+               "final_epochs": "final_epochs", "max_epochs": "max_epochs"}
 
 
 def tune_config_from_args(args: argparse.Namespace) -> TuneConfig:

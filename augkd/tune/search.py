@@ -15,9 +15,10 @@ The study lives in an Optuna storage (an SQLite file in the tuning folder by def
 - several processes (``workers``) or machines (one command each, same ``storage``) work on one
   study at once; ``trials`` counts the finished (complete or pruned) trials of all of them.
 
-Pruning (``pruner="hyperband"`` or ``"halving"``) reads the held-out top-1 reported after every
-epoch. At the end the best beta may be trained on the full schedule (``final_epochs``) as an
-ordinary run on the full training set, scored on the test set.
+A trial whose loss turns non-finite (a beta large enough to diverge) scores 0 % and records
+why in its ``diverged`` attribute. Pruning (``pruner="hyperband"`` or ``"halving"``) reads the
+held-out top-1 reported after every epoch. At the end the best beta may be trained on the full
+schedule (``final_epochs``) as an ordinary run on the full training set, scored on the test set.
 
 Folder layout (``out``)::
 
@@ -47,10 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from augkd.data import Dataset
-from augkd.training.checkpoint import atomic_write_text
 from augkd.training.api import load_data, resolve_normalization, train
+from augkd.training.checkpoint import atomic_write_text
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir, exclusive
+from augkd.training.trainer import NonFiniteLossError
 
 PRUNERS = ("none", "hyperband", "halving")
 SAMPLERS = ("tpe", "random", "anneal")
@@ -74,6 +76,7 @@ class TuneConfig:
     workers: int = 1
     heartbeat_s: int = 30
     final_epochs: int = 0  # 0: no final run
+    max_epochs: int | None = None  # a compute budget: no new trial once trials used this many
 
     def __post_init__(self) -> None:
         self.validate()
@@ -94,6 +97,9 @@ class TuneConfig:
              "an integer >= 1 (seconds)"),
             ("final_epochs", isinstance(self.final_epochs, int) and self.final_epochs >= 0,
              "an integer >= 0"),
+            ("max_epochs", self.max_epochs is None or (isinstance(self.max_epochs, int)
+                                                       and self.max_epochs >= 1),
+             "an integer >= 1 or None"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -154,15 +160,24 @@ def _open_study(tune_cfg: TuneConfig, out: Path, worker: int, seed: int, epochs:
                                sampler=make_sampler(tune_cfg.sampler, seed + worker))
 
 
-def _finished(study) -> int:
+def _finished(study) -> list:
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def _search_done(study, tune_cfg: TuneConfig) -> bool:
+    """``trials`` finished trials, or ``max_epochs`` epochs spent by the finished ones."""
+    finished = _finished(study)
+    spent = sum(int(t.user_attrs.get("epochs", 0)) for t in finished)
+    return len(finished) >= tune_cfg.trials or (tune_cfg.max_epochs is not None
+                                                and spent >= tune_cfg.max_epochs)
 
 
 def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: Dataset,
                worker: int = 0, log: Callable[[str], None] = print) -> None:
-    """Run trials of the study in ``out`` until it holds ``tune_cfg.trials`` finished ones."""
+    """Run trials of the study in ``out`` until it holds ``tune_cfg.trials`` finished ones
+    (or its finished trials have spent ``tune_cfg.max_epochs`` epochs)."""
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
@@ -198,6 +213,11 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
             result = train(trial_config(student, tune_cfg, beta), folder,
                            resume=run.config.is_file(), data=data, holdout=True,
                            on_epoch=on_epoch, log=lambda line: None)
+        except NonFiniteLossError as err:  # diverged: the worst score, so samplers learn it
+            trial.set_user_attr("epochs", len(run.read_metrics()) + 1)
+            trial.set_user_attr("diverged", str(err))
+            log(f"[trial {trial.number}] w_distill {beta:.4g}: diverged ({err}); scored 0")
+            return 0.0
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - t0)
         last = result.summary["last"]
@@ -208,11 +228,11 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
         return float(last["test_top1"])
 
     def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if _finished(study) >= tune_cfg.trials:
+        if _search_done(study, tune_cfg):
             study.stop()
 
-    while _finished(study) < tune_cfg.trials:
-        study.optimize(objective, n_trials=tune_cfg.trials - _finished(study),
+    while not _search_done(study, tune_cfg):
+        study.optimize(objective, n_trials=tune_cfg.trials - len(_finished(study)),
                        callbacks=[enough], catch=())
 
 
@@ -313,7 +333,8 @@ def _check_settings(out: Path, student: TrainConfig, tune_cfg: TuneConfig) -> No
 
     settings = {"student": student.to_dict(),
                 "tune": {k: v for k, v in dataclasses.asdict(tune_cfg).items()
-                         if k not in ("trials", "workers", "heartbeat_s", "final_epochs")}}
+                         if k not in ("trials", "workers", "heartbeat_s", "final_epochs",
+                                      "max_epochs")}}
     path = out / "tune.yaml"
     with exclusive(out / "tune.lock", lambda line: None, str(out)):
         if path.is_file():

@@ -198,7 +198,7 @@ class AGB(Balancer):
         if not isinstance(lam, Real) or not 0.0 <= float(lam) <= 1.0:
             raise ValueError(f"option 'lam' of balancer 'agb' must be in [0, 1], got {lam!r}")
         self.lam = float(lam)
-        self._flat: _FlatGrads | None = None
+        self._layout: _FlatLayout | None = None
 
     def _options(self) -> dict[str, object]:
         return {"lam": self.lam}
@@ -216,15 +216,14 @@ class AGB(Balancer):
         # accumulates into one flat buffer (the parameters' .grad are views of it), so the
         # products, the blend and a data-parallel all-reduce are a few whole-buffer kernels
         # instead of several per parameter.
-        buffers = self._buffers_for(params, method_params)
-        flat_t, flat_d = buffers.task, buffers.distill
-        n = buffers.n_student
-        flat_t.zero_()
-        buffers.point(params, flat_t)
+        layout = self._layout_for(params, method_params)
+        flat_t, views_t = layout.new_buffer(layout.n_student)
+        flat_d, views_d = layout.new_buffer(layout.total)
+        n = layout.n_student
+        _point(params, views_t)
         if task.requires_grad:
             torch.autograd.backward(task, inputs=params, retain_graph=True)
-        flat_d.zero_()
-        buffers.point(params + method_params, flat_d)
+        _point(params + method_params, views_d)
         if distill.requires_grad:
             torch.autograd.backward(distill, inputs=params + method_params)
         self._reduce([flat_t])
@@ -238,7 +237,7 @@ class AGB(Balancer):
         # step (beta = 0) can hold 0 * inf = NaN here
         flat_d.mul_(info.beta.float()).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
         flat_t.mul_(info.alpha.float()).add_(g_d)
-        buffers.point(params, flat_t)  # the method's parameters keep their views of flat_d
+        _point(params, views_t)  # the method's parameters keep their views of flat_d
 
         sq_blend = info.alpha**2 * sq_t + 2 * info.alpha * info.beta * dot + info.beta**2 * sq_d
         norm_ratio = (sq_blend.clamp_min(0.0) / sq_t).sqrt()
@@ -253,17 +252,17 @@ class AGB(Balancer):
         stats.add_count("n_degenerate", info.degenerate)
         stats.add_count("n_fallback", info.fallback)
 
-    def _buffers_for(self, params: list[nn.Parameter],
-                     method_params: list[nn.Parameter]) -> _FlatGrads:
-        key = (params[0].device, *((id(p), p.shape) for p in params + method_params))
-        if self._flat is None or self._flat.key != key:
-            self._flat = _FlatGrads(key, params, method_params)
-        return self._flat
+    def _layout_for(self, params: list[nn.Parameter],
+                    method_params: list[nn.Parameter]) -> _FlatLayout:
+        key = (params[0].device, len(params), *(p.shape for p in params + method_params))
+        if self._layout is None or self._layout.key != key:
+            self._layout = _FlatLayout(key, params, method_params)
+        return self._layout
 
 
-class _FlatGrads:
-    """Two float32 gradient buffers laid out like ``params + method_params`` (the student's
-    first, ``n_student`` elements), and the views that make them the parameters' ``.grad``."""
+class _FlatLayout:
+    """Where each parameter's gradient sits in a flat float32 buffer laid out like
+    ``params + method_params`` (the student's first: ``n_student`` elements)."""
 
     def __init__(self, key: tuple, params: list[nn.Parameter],
                  method_params: list[nn.Parameter]) -> None:
@@ -272,24 +271,24 @@ class _FlatGrads:
                 raise ValueError(f"AGB keeps float32 gradients; a parameter of shape "
                                  f"{tuple(p.shape)} is {p.dtype}")
         self.key = key
+        self.device = params[0].device
         self.n_student = sum(p.numel() for p in params)
-        total = self.n_student + sum(p.numel() for p in method_params)
-        device = params[0].device
-        self.task = torch.zeros(self.n_student, device=device)
-        self.distill = torch.zeros(total, device=device)
+        self.total = self.n_student + sum(p.numel() for p in method_params)
         self._shapes = [p.shape for p in params + method_params]
         self._offsets = [0]
         for p in params + method_params:
             self._offsets.append(self._offsets[-1] + p.numel())
-        self._views: dict[int, list[Tensor]] = {}
 
-    def point(self, params: Sequence[nn.Parameter], flat: Tensor) -> None:
-        """Make ``flat``'s views the ``.grad`` of ``params`` (a prefix of the layout)."""
-        views = self._views.get(id(flat))
-        if views is None:
-            views = [flat[a:b].view(shape) for a, b, shape in
-                     zip(self._offsets, self._offsets[1:], self._shapes, strict=False)
-                     if b <= flat.numel()]
-            self._views[id(flat)] = views
-        for p, v in zip(params, views, strict=False):
-            p.grad = v
+    def new_buffer(self, size: int) -> tuple[Tensor, list[Tensor]]:
+        """A zeroed buffer of the first ``size`` elements and its per-parameter views. New each
+        step, so a ``.grad`` someone kept from an earlier step is never overwritten."""
+        flat = torch.zeros(size, device=self.device)
+        views = [flat[a:b].view(shape) for a, b, shape in
+                 zip(self._offsets, self._offsets[1:], self._shapes, strict=False) if b <= size]
+        return flat, views
+
+
+def _point(params: Sequence[nn.Parameter], views: Sequence[Tensor]) -> None:
+    """Make ``views`` the ``.grad`` of ``params`` (autograd then accumulates into them)."""
+    for p, v in zip(params, views, strict=False):
+        p.grad = v

@@ -513,9 +513,8 @@ def test_agb_flat_buffer_step_equals_the_two_backward_reference_over_steps() -> 
         assert stats["alpha"] == pytest.approx(alpha.item(), rel=1e-6)
         assert stats["beta"] == pytest.approx(beta.item(), rel=1e-6)
         if step == 1:  # a .grad kept from an earlier step is not overwritten by a later one
-            assert all(torch.equal(k, c) for k, c in zip(kept, kept_copy, strict=True))
-        kept = [p.grad for p in params]
-        kept_copy = [g.clone() for g in kept]
+            assert all(torch.equal(k, c) for k, c in kept)
+        kept = [(p.grad, p.grad.clone()) for p in params]
         # a plain SGD step, then the trainer's zero_grad(set_to_none); the twin follows
         with torch.no_grad():
             for p in params + method:

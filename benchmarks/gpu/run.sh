@@ -18,6 +18,8 @@
 #            students, 8 sweep workers sharing the GPU; resumable like study
 #   temp     seed 002's temperature study at 32 px (experiments/temperature/gpu.yaml: the
 #            wrn_40_2 teacher, w2a1 and full-precision wrn_16_2 students), resumable
+#   agb      AGB's step against the manual balancer's (benchmarks/bench_agb.py): the four CIFAR
+#            pairs at batch 64 and 256, bf16, interleaved rounds (a few minutes, no data needed)
 #   quick    everything of the fidelity issue in one call of at most 9 minutes: the wrn_40_2
 #            CIFAR-10 teacher (short schedule), the ranking in both modes, and a 9-DA x 3-seed
 #            per-batch correlation study with N sweep workers sharing the GPU, plus the epoch
@@ -44,7 +46,7 @@ train() {
     python -m augkd.train "$@"
 }
 
-case "${1:?step: bench | teacher | rank | kd | study | long | distill | temp | quick}" in
+case "${1:?step: bench | teacher | rank | kd | study | long | distill | temp | agb | quick}" in
 bench)
     python -m pytest -q tests -k "cuda or device" 2>&1 | tee "$OUT/cuda_tests.txt"
     python benchmarks/bench_augment.py --device cuda --workers 8 --out "$OUT/augment_h100"
@@ -107,6 +109,10 @@ temp)
     python experiments/temperature_study.py experiments/temperature/gpu.yaml --workers 8 \
         2>&1 | tee "$OUT/temperature.log"
     python experiments/temperature_report.py .data/runs/temperature "$OUT/temperature"
+    ;;
+agb)
+    python benchmarks/bench_agb.py --device cuda --steps 20 --rounds 5 --out "$OUT/agb_gpu" \
+        2>&1 | tee "$OUT/agb.log"
     ;;
 quick)
     T_MODEL="${QUICK_TEACHER:-wrn_40_2}" S_MODEL="${QUICK_STUDENT:-wrn_16_2}"

@@ -182,6 +182,11 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    bar = student.progress and tune_cfg.workers == 1  # one bar over the trials, not per run
+    if bar:  # the trial lines go above the bar
+        from tqdm import tqdm
+
+        log = tqdm.write
     seed = student.seed if tune_cfg.seed is None else tune_cfg.seed
     study = _open_study(tune_cfg, out, worker, seed, student.epochs)
 
@@ -233,7 +238,7 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
 
     while not _search_done(study, tune_cfg):
         study.optimize(objective, n_trials=tune_cfg.trials - len(_finished(study)),
-                       callbacks=[enough], catch=())
+                       callbacks=[enough], catch=(), show_progress_bar=bar)
 
 
 def trials_table(study) -> list[dict[str, Any]]:

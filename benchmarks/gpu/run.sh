@@ -27,8 +27,20 @@
 #              QUICK_TEACHER=resnet8 QUICK_STUDENT=resnet8 QUICK_RESIZE=8 QUICK_SUBSET=1000 \
 #              QUICK_TEACHER_EPOCHS=1 QUICK_RANK_EPOCHS=1 QUICK_STUDENT_EPOCHS=1 \
 #              QUICK_WORKERS=2 QUICK_SEEDS=[0] bash benchmarks/gpu/run.sh quick
+#
+# The GPU machines have torch, torchvision, scipy, pandas, seaborn and matplotlib but not kornia,
+# albumentations or optuna, and reach no package index. No step here imports them (augkd imports
+# them only for a kornia:/albumentations: DA spec and for augkd.tune). To run such specs there,
+# carry their wheels in .whl/ (pip download --no-deps --only-binary=:all: --python-version 3.12
+# --platform manylinux_2_28_x86_64 -d .whl kornia kornia_rs albumentations albucore ...): this
+# script installs whatever .whl/ holds into /tmp/site first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-benchmarks/results/gpu}"
 mkdir -p "$OUT" .data/runs

@@ -412,6 +412,18 @@ def test_ft_pretraining_is_recorded_and_resumed_from_the_run_folder(tmp_path, di
         assert torch.equal(trained[name], value), name
 
 
+def test_a_trainer_for_ft_without_its_pretrained_state_refuses_to_fit(digits, teacher_run):
+    cfg = _student_cfg(teacher_run, "ft(init_epochs=1)", "manual", epochs=1)
+    teacher, _ = load_teacher(teacher_run, digits)
+    split = Split(digits.train_images[:64], digits.train_labels[:64])
+    common = dict(mean=digits.mean, std=digits.std, num_classes=10, in_channels=1,
+                  teacher=teacher, run=None, log=lambda s: None)
+    with pytest.raises(ValueError, match="pre-training stage.*distiller_init"):
+        Trainer(cfg, split, split, **common).fit()
+    init = Trainer(cfg, split, split, **common).pretrain_distiller(None)
+    assert Trainer(cfg, split, split, distiller_init=init, **common).fit()["last"]["epoch"] == 1
+
+
 def test_crd_memory_is_indexed_by_the_training_split_under_shuffling(digits, teacher_run):
     cfg = _student_cfg(teacher_run, "crd", "manual", epochs=1)
     teacher, _ = load_teacher(teacher_run, digits)

@@ -184,6 +184,9 @@ class Trainer:
                 self.distiller.load_state_dict(distiller_init, strict=False)
                 self.distiller.finish_init()
             self.method_params = [p for p in self.distiller.parameters() if p.requires_grad]
+        # a method with a pre-training stage trains only from its pre-trained state
+        self._needs_init = (self.distiller is not None and self.distiller.pretrains
+                            and distiller_init is None)
 
         self.balancer = None
         if cfg.role == "student":
@@ -438,6 +441,11 @@ class Trainer:
         (:mod:`augkd.training.tensorboard`).
         """
         cfg = self.cfg
+        if self._needs_init:
+            raise ValueError(
+                f"method {cfg.distill!r} has a pre-training stage: build the Trainer with "
+                "distiller_init=<an earlier Trainer>.pretrain_distiller(path) (as "
+                "augkd.training.train does), not without it")
         if resume:
             self._resume()
         writes = self.run is not None and self.dist.is_main

@@ -333,7 +333,8 @@ def train_final(cfg: TrainConfig, folder: Path, data: Dataset, log: Callable[[st
 
 
 def _check_settings(out: Path, student: TrainConfig, tune_cfg: TuneConfig) -> None:
-    """Write ``tune.yaml`` on the first call; refuse to mix a changed search into the study."""
+    """Write ``tune.yaml`` and create the study on the first call; refuse to mix a changed
+    search into the study."""
     import yaml
 
     settings = {"student": student.to_dict(),
@@ -351,6 +352,9 @@ def _check_settings(out: Path, student: TrainConfig, tune_cfg: TuneConfig) -> No
                                  f"); use another --out or the same settings")
         else:
             atomic_write_text(yaml.safe_dump(settings, sort_keys=False), path)
+        # create the storage and the study once, here: two processes creating one SQLite
+        # schema at the same time collide (the workers and other commands only open it)
+        _open_study(tune_cfg, out, 0, 0, student.epochs)
 
 
 def _normal(value: Any) -> Any:

@@ -4,14 +4,14 @@ Examples::
 
     python -m augkd.train teacher --model resnet8 --dataset digits --epochs 30
     python -m augkd.train teacher --model wrn_40_2 --dataset imagefolder \\
-        --root ../shared/data/cifar10-jpeg.tar.xz --epochs 60
+        --root PATH/cifar10-jpeg.tar.xz --epochs 60
     python -m augkd.train student --teacher runs/teacher-wrn_40_2-... --model wrn_16_2 \\
-        --dataset imagefolder --root ../shared/data/cifar10-jpeg.tar.xz --aug cutmix --epochs 240
+        --dataset imagefolder --root PATH/cifar10-jpeg.tar.xz --aug cutmix --epochs 240
     python -m augkd.train student ... --balancer agb --agb-lambda 0.5   # no lambda search
     python -m augkd.train student ... --distill crd            # any method, AGB-balanced
     python -m augkd.train student ... --distill 'fitnet(hint_layer=2)' --balancer manual
     python -m augkd.train teacher --model resnet20 --dataset imagefolder \\
-        --root ../shared/data/cifar10-jpeg.tar.xz --resize 16 --train-subset 5000
+        --root PATH/cifar10-jpeg.tar.xz --resize 16 --train-subset 5000
     python -m augkd.train student ... --quant w2a1 --temperature 15   # a DoReFa student
     python -m augkd.train --resume runs/student-wrn_16_2-...   # continue a killed run
     python -m augkd.train teacher --model resnet8 --epochs 30 --tensorboard

@@ -4,7 +4,7 @@ A spec (YAML, see ``experiments/``) is a grid over teacher/student pairs, DAs, e
 distillation methods, balancers and DA modes, plus shared settings::
 
     name: paper_cifar10
-    dataset: {name: imagefolder, root: ../shared/data/cifar10-jpeg.tar.xz}
+    dataset: {name: imagefolder, root: PATH/cifar10-jpeg.tar.xz}
     pairs: [{teacher: wrn_40_2, student: wrn_16_2}]   # optional per pair: teacher_run: RUN_DIR
     teacher: {epochs: 240}                  # teachers are trained once per model and reused
     grid: {aug: [identity, cutmix], epochs: [240], seed: [0, 1, 2],

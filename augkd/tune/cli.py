@@ -8,7 +8,7 @@ Examples::
     python -m augkd.tune ... --pruner hyperband --epochs 5      # up to 5 epochs per trial
     python -m augkd.tune ... --sampler anneal --final-epochs 240  # then train the best beta
     python -m augkd.tune ... --workers 2                          # two processes, one study
-    python -m augkd.tune ... --storage sqlite:////shared/study.db # one command per machine
+    python -m augkd.tune ... --storage sqlite:////nfs/studies/pkt.db # one command per machine
     python -m augkd.tune --config tune.yaml --out runs/tune-kd    # TrainConfig keys + tune:
 
 Rerunning a command continues its study (the storage keeps the finished trials).

@@ -206,3 +206,15 @@ def test_report_colours_any_number_of_custom_das(tmp_path):
     assert html.count("data:image/png;base64,") >= 2
     for name in names:
         assert name in html
+
+
+def test_long_da_specs_are_put_on_two_lines_in_the_ranking_plot():
+    from augkd.report.render import _wrap_spec
+
+    assert _wrap_spec("3. cutmix") == "3. cutmix"
+    long = "5. kornia:ColorJiggle(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=1.0)"
+    name, args = _wrap_spec(long).split("\n")
+    assert name == "5. kornia:ColorJiggle" and args.startswith("(brightness=0.3")
+    assert len(args) == 32 and args.endswith("\u2026")
+    assert _wrap_spec("2. kornia:RandomGaussianNoise(std=0.05, p=1.0)").split("\n")[1] == \
+        "(std=0.05, p=1.0)"

@@ -204,6 +204,19 @@ def _scatter(res: Results, palette: dict, corr: dict[str, dict[str, Any]]) -> by
         return _png(fig)
 
 
+def _wrap_spec(label: str, width: int = 32) -> str:
+    """A long DA spec on two lines: the name, then its arguments (shortened with an ellipsis
+    past ``width`` characters; the results table spells them out). Long kornia /
+    albumentations specs would otherwise be cut at the figure's edge."""
+    if len(label) <= width or "(" not in label:
+        return label
+    head, args = label.split("(", 1)
+    args = "(" + args
+    if len(args) > width:
+        args = args[:width - 1] + "…"
+    return f"{head}\n{args}"
+
+
 def _ranking(res: Results, palette: dict) -> bytes:
     table = res.table.sort_values("t_stddev", kind="stable").reset_index(drop=True)
     values = table["t_stddev"].to_numpy(float)
@@ -213,13 +226,17 @@ def _ranking(res: Results, palette: dict) -> bytes:
     if "t_stddev_std" in table and table["t_stddev_std"].notna().any():
         err = table["t_stddev_std"].fillna(0).to_numpy(float) / scale
     with _style(), sns.plotting_context("notebook", font_scale=0.95):
-        fig = Figure(figsize=(_FIG_WIDTH, 1.2 + 0.4 * len(table)), dpi=_DPI,
-                     layout="constrained")
+        labels = [_wrap_spec(f"{i + 1}. {a}") for i, a in enumerate(table["aug"])]
+        lines = sum(max(1, label.count("\n") + 1) for label in labels)
+        widest = max(len(line) for label in labels for line in label.split("\n"))
+        width = _FIG_WIDTH + max(0.0, 0.075 * (widest - 16))  # room for long (external) specs
+        fig = Figure(figsize=(width, 1.2 + 0.4 * len(table) + 0.25 * (lines - len(table))),
+                     dpi=_DPI, layout="constrained")
         ax = fig.subplots()
         pos = np.arange(len(table))
         ax.barh(pos, values / scale, xerr=err, color=[palette[a] for a in table["aug"]],
                 edgecolor="white", height=0.7, error_kw={"ecolor": ".3", "capsize": 3, "lw": 1})
-        ax.set_yticks(pos, [f"{i + 1}. {a}" for i, a in enumerate(table["aug"])])
+        ax.set_yticks(pos, labels, fontsize=9 if widest > 24 else None)
         ax.invert_yaxis()  # rank 1 (lowest T. stddev) on top
         ends = values / scale + (err if err is not None else 0.0)
         for p, v, end in zip(pos, values / scale, ends, strict=True):

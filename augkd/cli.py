@@ -28,3 +28,15 @@ def run_cli(body: Callable[[], int | None]) -> int:
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def worker_log(worker_id: int) -> Callable[[str], None]:
+    """A logger for worker process ``worker_id`` that writes each line in one call.
+
+    The workers share the parent's stdout; ``print`` writes the text and its newline separately
+    when Python runs unbuffered (``PYTHONUNBUFFERED``), and two workers' lines then interleave.
+    """
+    def log(message: str) -> None:
+        sys.stdout.write(f"[worker {worker_id}] {message}\n")
+        sys.stdout.flush()
+    return log

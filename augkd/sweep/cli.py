@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from augkd.cli import run_cli
+from augkd.cli import run_cli, worker_log
 from augkd.sweep.launch import add_launcher_arguments, describe, launch_plan, submit_shards
 from augkd.sweep.runner import SweepRunner
 from augkd.sweep.spec import Job, SpecError, Sweep, load_spec
@@ -84,18 +84,6 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def _worker_log(worker_id: int):
-    """A logger for worker ``worker_id`` that writes each line in one call.
-
-    The workers share the parent's stdout; ``print`` writes the text and its newline separately
-    when Python runs unbuffered (``PYTHONUNBUFFERED``), and two workers' lines then interleave.
-    """
-    def log(message: str) -> None:
-        sys.stdout.write(f"[worker {worker_id}] {message}\n")
-        sys.stdout.flush()
-    return log
-
-
 def _shard_jobs(sweep: Sweep, args: argparse.Namespace, index: int, count: int) -> list[Job]:
     """The jobs this command runs of shard ``index`` of ``count``."""
     if args.teachers_only:
@@ -119,7 +107,7 @@ def _run(args: argparse.Namespace) -> None:
     plan = launch_plan(args)  # None without --launcher; bad flags fail before the spec loads
     sweep = load_spec(args.spec, _overrides(args))
     index, count = parse_shard(args.shard)
-    log = print if args.worker_id is None else _worker_log(args.worker_id)
+    log = print if args.worker_id is None else worker_log(args.worker_id)
     runner = SweepRunner(sweep, progress=not args.no_progress, log=log)
     jobs = _shard_jobs(sweep, args, index, count)
     if args.dry_run:

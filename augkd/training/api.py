@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -31,7 +30,11 @@ from augkd.models import (
 )
 from augkd.models.quant import quantize_model
 from augkd.training import distributed
-from augkd.training.checkpoint import atomic_save, atomic_write_text, load_checkpoint
+from augkd.training.checkpoint import (
+    atomic_save,
+    atomic_write_csv,
+    load_checkpoint,
+)
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir, default_run_name, exclusive
 from augkd.training.trainer import (
@@ -448,7 +451,7 @@ def search_agb_lambda(
         rows.append({"lambda": lam, "holdout_top1": last["test_top1"],
                      "holdout_loss": last["test_loss"], "epochs": warm.epochs})
         if distributed.current().is_main:
-            _write_search_table(table_path, rows)
+            atomic_write_csv(rows, SEARCH_FIELDS, table_path)
         log(f"AGB search: lambda {lam:g} -> held-out top-1 {last['test_top1']:.2f}%")
     best = max(rows, key=lambda r: (r["holdout_top1"], -r["holdout_loss"]))
     log(f"AGB search: chose lambda {best['lambda']:g}")
@@ -463,9 +466,3 @@ def _read_search_table(path: Path) -> list[dict[str, float]]:
                 for row in csv.DictReader(f)]
 
 
-def _write_search_table(path: Path, rows: list[dict[str, float]]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SEARCH_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(buf.getvalue(), path)

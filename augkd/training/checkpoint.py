@@ -9,7 +9,10 @@ tensors and plain containers only and can never execute code.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,16 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_csv(rows: list[dict[str, Any]], fields: Sequence[str],
+                     path: str | os.PathLike) -> None:
+    """Write ``rows`` as a CSV table with the columns ``fields`` to ``path`` atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(buf.getvalue(), path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

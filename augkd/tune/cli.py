@@ -20,7 +20,7 @@ import argparse
 import dataclasses
 import sys
 
-from augkd.cli import run_cli
+from augkd.cli import run_cli, worker_log
 from augkd.train import add_config_flags, config_from_args
 from augkd.training.config import read_yaml_mapping
 from augkd.tune.search import PRUNERS, SAMPLERS, TuneConfig, run_worker, tune
@@ -119,8 +119,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
         data = load_data(student)
         run_worker(resolve_normalization(student, data), tune_cfg, Path(args.out), data=data,
                    worker=args.worker_id,
-                   log=lambda m: (sys.stdout.write(f"[worker {args.worker_id}] {m}\n"),
-                                  sys.stdout.flush()))
+                   log=worker_log(args.worker_id))
         return
     result = tune(student, tune_cfg, args.out, worker_argv=list(argv))
     print(f"trials: {result.out / 'trials.csv'}; summary: {result.out / 'tune.json'}")

@@ -32,9 +32,7 @@ Folder layout (``out``)::
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -49,7 +47,7 @@ from typing import Any
 
 from augkd.data import Dataset
 from augkd.training.api import load_data, resolve_normalization, train
-from augkd.training.checkpoint import atomic_write_text
+from augkd.training.checkpoint import atomic_write_csv, atomic_write_text
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir, exclusive
 from augkd.training.trainer import NonFiniteLossError
@@ -259,14 +257,6 @@ def trials_table(study) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=TRIAL_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(buf.getvalue(), path)
-
-
 def tune(student: TrainConfig, tune_cfg: TuneConfig, out: str | Path, *,
          data: Dataset | None = None, log: Callable[[str], None] = print,
          worker_argv: list[str] | None = None) -> TuneResult:
@@ -295,7 +285,7 @@ def tune(student: TrainConfig, tune_cfg: TuneConfig, out: str | Path, *,
     wall = time.perf_counter() - start
     study = _open_study(tune_cfg, out, 0, 0, student.epochs)
     rows = trials_table(study)
-    _write_csv(out / "trials.csv", rows)
+    atomic_write_csv(rows, TRIAL_FIELDS, out / "trials.csv")
     scored = [r for r in rows if r["state"] == "complete"]
     if not scored:
         raise RuntimeError(f"no trial of the study in {out} completed; see {out / 'trials.csv'}")

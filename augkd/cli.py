@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -40,3 +42,32 @@ def worker_log(worker_id: int) -> Callable[[str], None]:
         sys.stdout.write(f"[worker {worker_id}] {message}\n")
         sys.stdout.flush()
     return log
+
+
+def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rerun: str,
+                         cpu_threads: bool = True) -> None:
+    """Run ``python -m module *argv --worker-id I`` for I in 0..n-1 and wait for all of them.
+
+    With ``cpu_threads`` each worker gets ``cores // n`` threads (small CIFAR models are
+    overhead-bound: two single-thread processes do about twice the work of one with two
+    threads). A Ctrl-C or a kill of the parent stops the workers too.
+
+    Raises:
+        RuntimeError: a worker failed; the message names it, its exit code, and ``rerun``.
+    """
+    env = dict(os.environ)
+    if cpu_threads:
+        threads = str(max(1, (os.cpu_count() or 1) // n))
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    procs = [subprocess.Popen([sys.executable, "-m", module, *argv, "--worker-id", str(i)],
+                              env=env) for i in range(n)]
+    try:
+        codes = [proc.wait() for proc in procs]
+    except BaseException:
+        for proc in procs:
+            proc.terminate()
+        raise
+    failed = [i for i, code in enumerate(codes) if code != 0]
+    if failed:
+        raise RuntimeError(f"{what} worker(s) {', '.join(map(str, failed))} failed (exit codes "
+                           f"{', '.join(str(codes[i]) for i in failed)}); {rerun}")

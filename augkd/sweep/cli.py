@@ -11,11 +11,8 @@ sweep TensorBoard scalars (``teacher.tensorboard`` and ``student.tensorboard`` o
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 
-from augkd.cli import run_cli, worker_log
+from augkd.cli import run_cli, run_worker_processes, worker_log
 from augkd.sweep.launch import add_launcher_arguments, describe, launch_plan, submit_shards
 from augkd.sweep.runner import SweepRunner
 from augkd.sweep.spec import Job, SpecError, Sweep, load_spec
@@ -161,22 +158,7 @@ def run_workers(args: argparse.Namespace, n: int, device, log=print) -> None:
     overhead-bound: two single-thread processes do about twice the work of one with two
     threads); on a GPU the workers share the device.
     """
-    forwarded = forwarded_args(args, args.shard)
-    env = dict(os.environ)
-    if device.type == "cpu":
-        threads = str(max(1, (os.cpu_count() or 1) // n))
-        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     log(f"starting {n} workers")
-    procs = [subprocess.Popen([sys.executable, "-m", "augkd.sweep", *forwarded,
-                               "--worker-id", str(i)], env=env) for i in range(n)]
-    try:
-        codes = [proc.wait() for proc in procs]
-    except BaseException:  # Ctrl-C or a kill of the parent: stop the workers too
-        for proc in procs:
-            proc.terminate()
-        raise
-    failed = [i for i, code in enumerate(codes) if code != 0]
-    if failed:
-        raise RuntimeError(f"sweep worker(s) {', '.join(map(str, failed))} failed (exit codes "
-                           f"{', '.join(str(codes[i]) for i in failed)}); rerun the sweep to "
-                           "continue from the finished jobs")
+    run_worker_processes("augkd.sweep", forwarded_args(args, args.shard), n, what="sweep",
+                         rerun="rerun the sweep to continue from the finished jobs",
+                         cpu_threads=device.type == "cpu")

@@ -35,9 +35,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -45,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from augkd.cli import run_worker_processes
 from augkd.data import Dataset
 from augkd.training.api import load_data, resolve_normalization, train
 from augkd.training.checkpoint import atomic_write_csv, atomic_write_text
@@ -279,7 +277,8 @@ def tune(student: TrainConfig, tune_cfg: TuneConfig, out: str | Path, *,
         if worker_argv is None:
             raise ValueError("workers > 1 needs worker_argv (the CLI's arguments) to start "
                              "the worker processes; from Python, run run_worker per process")
-        _run_processes(tune_cfg.workers, worker_argv)
+        run_worker_processes("augkd.tune", worker_argv, tune_cfg.workers, what="tune",
+                             rerun="rerun to continue the study")
     else:
         run_worker(student, tune_cfg, out, data=data, log=log)
     wall = time.perf_counter() - start
@@ -349,22 +348,3 @@ def _check_settings(out: Path, student: TrainConfig, tune_cfg: TuneConfig) -> No
 
 def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value))  # tuples and lists compare equal
-
-
-def _run_processes(n: int, argv: list[str]) -> None:
-    """Start ``n`` worker processes of ``python -m augkd.tune`` on one study and wait."""
-    env = dict(os.environ)
-    threads = str(max(1, (os.cpu_count() or 1) // n))
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    procs = [subprocess.Popen([sys.executable, "-m", "augkd.tune", *argv, "--worker-id", str(i)],
-                              env=env) for i in range(n)]
-    try:
-        codes = [p.wait() for p in procs]
-    except BaseException:
-        for p in procs:
-            p.terminate()
-        raise
-    failed = [str(i) for i, c in enumerate(codes) if c != 0]
-    if failed:
-        raise RuntimeError(f"tune worker(s) {', '.join(failed)} failed (exit codes "
-                           f"{[codes[int(i)] for i in failed]}); rerun to continue the study")

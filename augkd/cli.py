@@ -32,6 +32,23 @@ def run_cli(body: Callable[[], int | None]) -> int:
         return 2
 
 
+def add_trust_flag(parser) -> None:
+    """``--trust-folder``: let DA specs read back from folders import their modules
+    (:mod:`augkd.trust`); commands that read run folders call :func:`apply_trust_flag`."""
+    parser.add_argument("--trust-folder", action="store_true",
+                        help="let DA specs read back from folders (a run's config.yaml or "
+                        "checkpoint, trial and sweep job folders) import their modules; "
+                        "without it only augkd's DAs and the kornia:/albumentations: "
+                        "catalogs are built from a folder (docs/augmentations.md)")
+
+
+def apply_trust_flag(args) -> None:
+    """Trust folders in this process when ``args.trust_folder`` (see :func:`add_trust_flag`)."""
+    from augkd.trust import trust_folders
+
+    trust_folders(bool(getattr(args, "trust_folder", False)))
+
+
 def worker_log(worker_id: int) -> Callable[[str], None]:
     """A logger for worker process ``worker_id`` that writes each line in one call.
 

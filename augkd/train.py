@@ -30,7 +30,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from augkd.cli import run_cli
+from augkd.cli import add_trust_flag, apply_trust_flag, run_cli
 from augkd.training.api import train
 from augkd.training.config import TrainConfig, default_lr, read_yaml_mapping
 from augkd.training.distributed import current, init_from_env
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs-root", default="runs", help="where default run folders go")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
                         help="continue a killed run: RUN_DIR, or the folder given by --out")
+    add_trust_flag(parser)
     return parser
 
 
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
+    apply_trust_flag(args)
     if isinstance(args.resume, str):
         given = [f"--{k.replace('_', '-')}" for k in (*_FIELDS, "config", "per_batch",
                                                        "joint_forward", "resize", "train_subset",
@@ -184,6 +186,8 @@ def _run(args: argparse.Namespace) -> None:
             cfg = cfg.replace(progress=False)
         if args.tensorboard:
             cfg = cfg.replace(tensorboard=True)
+        if args.download:  # only the command line asks for a download, never the folder
+            cfg = cfg.replace(dataset_options={**cfg.dataset_options, "download": True})
         _check_extras(cfg)
         train(_under_torchrun(cfg), run.path, resume=True)
         return

@@ -113,6 +113,7 @@ from augkd.augment.geometric import like_input_format
 from augkd.augment.spec import check_param, coerce_value, spec_parameters
 from augkd.numbers import is_finite
 from augkd.registry import UnknownNameError
+from augkd.trust import check_import
 
 #: The forms of external specs, listed after the registered names by ``list_augmentations``.
 EXTERNAL_FORMS: tuple[str, ...] = (
@@ -620,6 +621,7 @@ def _create_user(spec: ExternalSpec, *, per_batch: bool | None) -> Augmentation:
         raise ValueError(f"{label}: a module:Class spec names one class; chain steps inside it "
                          f"({PIPE!r} pipelines are for kornia: and albumentations:)")
     stage = spec.stages[0]
+    check_import(label, module_name)  # a spec read back from a folder imports nothing
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from augkd.cli import run_cli, run_worker_processes, worker_log
+from augkd.cli import add_trust_flag, apply_trust_flag, run_cli, run_worker_processes, worker_log
 from augkd.sweep.launch import add_launcher_arguments, describe, launch_plan, submit_shards
 from augkd.sweep.runner import SweepRunner
 from augkd.sweep.spec import Job, SpecError, Sweep, load_spec
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TensorBoard scalars for every run, in RUN_DIR/tensorboard/ (sets "
                         "teacher.tensorboard and student.tensorboard)")
     parser.add_argument("--no-progress", action="store_true")
+    add_trust_flag(parser)
     add_launcher_arguments(parser)
     return parser
 
@@ -101,6 +102,7 @@ def _check_extras(sweep: Sweep) -> None:
 def _run(args: argparse.Namespace) -> None:
     if isinstance(args.workers, bool) or args.workers < 1:
         raise SpecError(f"--workers must be an integer >= 1, got {args.workers}")
+    apply_trust_flag(args)
     plan = launch_plan(args)  # None without --launcher; bad flags fail before the spec loads
     sweep = load_spec(args.spec, _overrides(args))
     index, count = parse_shard(args.shard)
@@ -145,7 +147,7 @@ def forwarded_args(args: argparse.Namespace, shard: str) -> list[str]:
     for flag in ("out", "device"):
         if getattr(args, flag):
             forwarded += [f"--{flag}", getattr(args, flag)]
-    for flag in ("per_batch", "students_only", "tensorboard"):
+    for flag in ("per_batch", "students_only", "tensorboard", "trust_folder"):
         if getattr(args, flag):
             forwarded.append("--" + flag.replace("_", "-"))
     return forwarded

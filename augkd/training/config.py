@@ -19,6 +19,8 @@ ROLES = ("teacher", "student")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes seeds below 2**64; epoch seeds mix it
 MAX_TEMPERATURE = 1000.0  # KD's softmax(t / T) is uniform to float precision long before
 RUNTIME_FIELDS = ("progress", "device", "compile", "tensorboard")
+# dataset options that do not change the data: a run resumed without them is the same run
+RUNTIME_DATASET_OPTIONS = ("download",)
 # Filled in from the dataset when a run starts (None until then); a None on either side of a
 # comparison matches any value.
 RESOLVED_FIELDS = ("mean", "std")
@@ -233,6 +235,9 @@ class TrainConfig:
         compile, tensorboard), which may change when a run is resumed. The manual weights
         compare by their values (an unset weight is the method's default)."""
         mine, theirs = self.to_dict(), other.to_dict()
+        for values in (mine, theirs):  # whether to download is the command line's, not the run's
+            values["dataset_options"] = {k: v for k, v in values["dataset_options"].items()
+                                         if k not in RUNTIME_DATASET_OPTIONS}
         mine["w_task"], mine["w_distill"] = self.manual_weights
         theirs["w_task"], theirs["w_distill"] = other.manual_weights
         return [

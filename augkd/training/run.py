@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from augkd.training.checkpoint import atomic_write_text
-from augkd.training.config import TrainConfig
+from augkd.training.config import TrainConfig, read_yaml_mapping
+from augkd.trust import reading_folder
 
 
 class RunFolderBusyError(BlockingIOError):
@@ -121,7 +122,15 @@ class RunDir:
         atomic_write_text(cfg.to_yaml(), self.config)
 
     def read_config(self) -> TrainConfig:
-        return TrainConfig.from_yaml(self.config)
+        """The run's frozen config, read as a folder's (:mod:`augkd.trust`): its DA spec may
+        import no module unless folders are trusted, and a download it asks for is dropped
+        (only ``--download`` on the command line starts one)."""
+        with reading_folder(self.config):
+            values = read_yaml_mapping(self.config)
+            options = values.get("dataset_options")
+            if isinstance(options, dict) and "download" in options:
+                values["dataset_options"] = {k: v for k, v in options.items() if k != "download"}
+            return TrainConfig.from_dict(values)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with self.metrics.open("a", encoding="utf-8") as f:

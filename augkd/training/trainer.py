@@ -41,6 +41,7 @@ from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir
 from augkd.training.tensorboard import EpochScalars
+from augkd.trust import reading_folder
 
 CHECKPOINT_FORMAT = "augkd-checkpoint/1"
 MODEL_FORMAT = "augkd-model/1"
@@ -527,7 +528,8 @@ class Trainer:
         state = load_checkpoint(self.run.checkpoint, map_location=self.device)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{self.run.checkpoint} is not an augkd training checkpoint")
-        diff = TrainConfig.from_dict(state["config"]).differences(self.cfg)
+        with reading_folder(self.run.checkpoint):  # a folder's spec imports nothing
+            diff = TrainConfig.from_dict(state["config"]).differences(self.cfg)
         if diff:
             raise ValueError(
                 f"cannot resume {self.run.path}: its config differs in {', '.join(diff)}"

@@ -20,7 +20,7 @@ import argparse
 import dataclasses
 import sys
 
-from augkd.cli import run_cli, worker_log
+from augkd.cli import add_trust_flag, apply_trust_flag, run_cli, worker_log
 from augkd.train import add_config_flags, config_from_args
 from augkd.training.config import read_yaml_mapping
 from augkd.tune.search import PRUNERS, SAMPLERS, TuneConfig, run_worker, tune
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "scored on the test set (default 0: no final run)")
     parser.add_argument("--out", required=True, help="the tuning folder (study, trials, table)")
     parser.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
+    add_trust_flag(parser)
     return parser
 
 
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> None:
+    apply_trust_flag(args)
     student = student_config(args)
     tune_cfg = tune_config_from_args(args)
     if args.worker_id is not None:  # one of --workers N

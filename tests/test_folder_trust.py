@@ -1,0 +1,132 @@
+"""A folder someone else made runs no code, and no second command silently mixes into the first.
+
+Each test pins a finding of the hostile-input probe of the newer surfaces: folders read back
+(run configs, checkpoints, trial and sweep folders), report values, tune settings, foreign
+teachers, DAs that change nothing, and clean stops.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augkd.training import TrainConfig
+from augkd.training.run import RunDir
+from augkd.trust import UntrustedFolderError, reading_folder, trust_folders
+
+FAST = dict(dataset="digits", progress=False, device="cpu")
+
+
+def _plant_module(tmp_path: Path, monkeypatch) -> tuple[str, Path]:
+    """A module beside the folder that touches a marker file when imported."""
+    name = f"evil_da_{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / f"{name}.ran"
+    (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return name, marker
+
+
+def _plant_run(folder: Path, aug: str, **changes) -> RunDir:
+    values = {"role": "student", "model": "resnet8", "teacher": str(folder.parent / "t"),
+              "epochs": 1, "aug": "flip", **FAST, **changes}
+    config = TrainConfig(**values).to_dict()
+    config["aug"] = aug
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return RunDir(folder)
+
+
+@pytest.fixture(autouse=True)
+def _untrusted():
+    trust_folders(False)
+    yield
+    trust_folders(False)
+
+
+# ------------------------------------------------------------------ 1. a folder imports nothing
+def test_resume_of_a_planted_folder_imports_nothing(tmp_path, monkeypatch, capsys):
+    from augkd.train import main as train_main
+
+    name, marker = _plant_module(tmp_path, monkeypatch)
+    run = _plant_run(tmp_path / "run1", f"{name}:Whatever")
+    assert train_main(["--resume", str(run.path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()
+    assert len(err.splitlines()) == 1
+    assert str(run.config) in err and f"{name}:Whatever" in err and "--trust-folder" in err
+
+
+def test_trust_folder_lets_the_folder_import_its_module(tmp_path, monkeypatch, capsys):
+    from augkd.train import main as train_main
+
+    name, marker = _plant_module(tmp_path, monkeypatch)
+    run = _plant_run(tmp_path / "run1", f"{name}:Whatever")
+    assert train_main(["--resume", str(run.path), "--trust-folder"]) == 2
+    assert marker.exists()  # imported as asked; the class is then missing
+    assert "Whatever" in capsys.readouterr().err
+
+
+def test_a_spec_the_user_typed_still_imports(tmp_path, monkeypatch):
+    from augkd.augment import create
+
+    name, marker = _plant_module(tmp_path, monkeypatch)
+    with pytest.raises(ValueError, match="Whatever"):
+        create(f"{name}:Whatever")
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("spec", ["flip", "cutmix(beta=1.0)", "kornia:RandomAffine(degrees=15)",
+                                  "augkd.augment.erase:Cutout(size=4)"])
+def test_augkd_and_library_specs_read_back_from_a_folder_still_build(tmp_path, spec):
+    from augkd.augment import create
+
+    with reading_folder(tmp_path / "config.yaml"):
+        create(spec)
+
+
+def test_a_checkpoint_config_read_back_imports_nothing(tmp_path, monkeypatch):
+    from augkd.augment import create
+
+    name, marker = _plant_module(tmp_path, monkeypatch)
+    with reading_folder(tmp_path / "checkpoint.pt"), pytest.raises(UntrustedFolderError,
+                                                                  match="checkpoint.pt"):
+        create(f"{name}:X")
+    assert not marker.exists()
+
+
+def test_sweep_collect_and_dry_run_over_a_planted_run_import_nothing(tmp_path, monkeypatch,
+                                                                    capsys):
+    from augkd.sweep.cli import main as sweep_main
+
+    name, marker = _plant_module(tmp_path, monkeypatch)
+    spec = _tiny_sweep_spec(tmp_path)
+    planted = tmp_path / "sweep" / "teachers" / "resnet8"
+    planted.mkdir(parents=True)
+    config = TrainConfig(role="teacher", model="resnet8", epochs=1, **FAST).to_dict()
+    config.update(role="student", teacher="x", aug=f"{name}:X")
+    (planted / "config.yaml").write_text(yaml.safe_dump(config))
+    (planted / "summary.json").write_text("{}")
+    (planted / "model.pt").write_bytes(b"")
+    for extra in (["--dry-run"], ["--collect"]):
+        assert sweep_main([str(spec), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "--trust-folder" in err and str(planted / "config.yaml") in err
+    assert not marker.exists()
+
+
+def _tiny_sweep_spec(tmp_path: Path) -> Path:
+    spec = {
+        "name": "trust", "out": str(tmp_path / "sweep"), "device": "cpu",
+        "dataset": {"name": "digits"},
+        "teacher": {"epochs": 1},
+        "pairs": [{"teacher": "resnet8", "student": "resnet8"}],
+        "grid": {"aug": ["flip"], "epochs": [1], "seed": [0]},
+        "tstddev": {"epochs": 1},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path

@@ -130,3 +130,38 @@ def _tiny_sweep_spec(tmp_path: Path) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+# ------------------------------------------------------------------ 3. only the command line downloads
+def test_a_resumed_config_starts_no_download(tmp_path, monkeypatch, capsys):
+    from torchvision.datasets import utils
+
+    from augkd.train import main as train_main
+
+    calls = []
+    monkeypatch.setattr(utils, "download_and_extract_archive", lambda *a, **k: calls.append(a))
+    root = tmp_path / "chosen-by-the-config"
+    config = TrainConfig(role="teacher", model="resnet8", epochs=1, **FAST).to_dict()
+    config.update(dataset="cifar10", root=str(root), dataset_options={"download": True})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert train_main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10" in err and "--download" in err
+    assert not calls and not root.exists()
+
+
+def test_a_failed_download_names_the_dataset_and_url(tmp_path, monkeypatch):
+    import urllib.error
+
+    from torchvision.datasets import utils
+
+    from augkd.data import load_dataset
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(utils, "download_and_extract_archive", offline)
+    with pytest.raises(OSError, match=r"cifar10: download of https://\S+cifar-10-python\.tar\.gz"):
+        load_dataset("cifar10", tmp_path, download=True)

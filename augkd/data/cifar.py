@@ -63,9 +63,13 @@ CIFAR100 = _CifarRelease(
 
 def _download(release: _CifarRelease, root: Path) -> None:
     """Fetch and unpack the release's archive into ``root`` (torchvision checks its md5)."""
-    from torchvision.datasets.utils import download_and_extract_archive
+    from torchvision.datasets import utils
 
-    download_and_extract_archive(release.url, download_root=str(root), md5=release.md5)
+    try:
+        utils.download_and_extract_archive(release.url, download_root=str(root), md5=release.md5)
+    except (OSError, RuntimeError, ValueError) as err:  # URLError is an OSError; md5: Runtime
+        raise OSError(f"{release.name}: download of {release.url} into {root} failed: "
+                      f"{str(err) or type(err).__name__}") from err
 
 
 #: The only globals a CIFAR batch file may name: numpy's array reconstruction (numpy 1 and 2

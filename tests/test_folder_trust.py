@@ -165,3 +165,78 @@ def test_a_failed_download_names_the_dataset_and_url(tmp_path, monkeypatch):
     monkeypatch.setattr(utils, "download_and_extract_archive", offline)
     with pytest.raises(OSError, match=r"cifar10: download of https://\S+cifar-10-python\.tar\.gz"):
         load_dataset("cifar10", tmp_path, download=True)
+
+
+# ------------------------------------------------------------------ 2. report.md passes no markup
+HOSTILE_VALUES = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>",
+                  "![x](http://host/track.png)", "[c](javascript:alert(1))",
+                  "<a href='http://evil'>x</a>", "**bold** _em_ `code`", "http://bare.example/x",
+                  "# heading", "&lt;i&gt;", "$\\frac{$"]
+
+
+def _hostile_results(tmp_path: Path) -> Path:
+    import numpy as np
+    import pandas as pd
+
+    from augkd.report.results import write_results
+
+    n = len(HOSTILE_VALUES)
+    table = pd.DataFrame({"aug": HOSTILE_VALUES, "t_stddev": np.linspace(0.1, 0.2, n),
+                          "s_test_loss": np.linspace(1.0, 1.2, n),
+                          "<b onmouseover=x>col</b>": HOSTILE_VALUES})
+    summary = {"protocol": {"teacher": "<script>t</script>", "dataset": "[d](javascript:x)"},
+               "note": "![t](http://host/track.png)"}
+    return write_results(tmp_path / "[r](javascript:x)", table, summary)
+
+
+def test_report_md_renders_no_markup_from_the_values(tmp_path):
+    from html.parser import HTMLParser
+
+    import markdown
+
+    from augkd.report.render import render_report
+    from augkd.report.results import load_results
+
+    paths = render_report([load_results(_hostile_results(tmp_path))], tmp_path / "out",
+                          title="<script>title</script>")
+    rendered = markdown.markdown(paths.md.read_text(), extensions=["tables"])
+
+    class Elements(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.found: list[tuple[str, dict]] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.found.append((tag, dict(attrs)))
+
+    parser = Elements()
+    parser.feed(rendered)
+    report_tags = {"h1", "h2", "h3", "p", "em", "table", "thead", "tbody", "tr", "th", "td",
+                   "img", "blockquote"}
+    assert {tag for tag, _ in parser.found} <= report_tags
+    pngs = {p.name for p in paths.pngs}
+    for tag, attrs in parser.found:
+        if tag == "img":  # the report's own figures only
+            assert attrs["src"] in pngs and set(attrs) == {"src", "alt"}
+        else:
+            assert not attrs or set(attrs) <= {"style", "align"}
+    assert "track.png" not in {a.get("src") for _, a in parser.found}
+    assert "onerror" not in rendered.replace("onerror=alert", "")  # only as text
+    for value in ("<img src=x onerror=alert(1)>", "[c](javascript:alert(1))", "$\\frac{$"):
+        assert value in _text_of(rendered)
+
+
+def _text_of(rendered_html: str) -> str:
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+
+        def handle_data(self, data):
+            self.parts.append(data)
+
+    parser = Text()
+    parser.feed(rendered_html)
+    return "".join(parser.parts)

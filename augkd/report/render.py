@@ -200,8 +200,14 @@ def _scatter(res: Results, palette: dict, corr: dict[str, dict[str, Any]]) -> by
         else:
             title = "correlation not available (needs at least 3 DAs with student results)"
         ax.set_title(title, fontsize=10.5, loc="left")
-        label_points(ax, x, y, list(points["aug"]), size)
+        label_points(ax, x, y, [_plain(a) for a in points["aug"]], size)
         return _png(fig)
+
+
+def _plain(label: str) -> str:
+    """``label`` drawn as written: matplotlib reads text between two ``$`` as mathtext (a DA
+    named ``$\\frac{$`` would fail to parse)."""
+    return label.replace("$", r"\$")
 
 
 def _wrap_spec(label: str, width: int = 32) -> str:
@@ -226,7 +232,7 @@ def _ranking(res: Results, palette: dict) -> bytes:
     if "t_stddev_std" in table and table["t_stddev_std"].notna().any():
         err = table["t_stddev_std"].fillna(0).to_numpy(float) / scale
     with _style(), sns.plotting_context("notebook", font_scale=0.95):
-        labels = [_wrap_spec(f"{i + 1}. {a}") for i, a in enumerate(table["aug"])]
+        labels = [_plain(_wrap_spec(f"{i + 1}. {a}")) for i, a in enumerate(table["aug"])]
         lines = sum(max(1, label.count("\n") + 1) for label in labels)
         widest = max(len(line) for label in labels for line in label.split("\n"))
         width = _FIG_WIDTH + max(0.0, 0.075 * (widest - 16))  # room for long (external) specs
@@ -312,9 +318,31 @@ def _key_values(mapping: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"key": list(mapping), "value": [show(v) for v in mapping.values()]})
 
 
+# Markdown markup in a value: inline markup backslash-escaped (CommonMark and Python-Markdown both
+# take these escapes), block markup escaped at the start; <, >, & and ~ become entities, so no
+# value is read as HTML, an autolink, an entity or a strikethrough.
+_MD_ESCAPED = re.compile(r"([\\`*_\[\]!|])")
+_MD_BLOCK_START = re.compile(r"^(\s*)([#+\-=]|\d+(?=[.)]))")
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "~": "&#126;"}
+
+
+def _md(value: Any) -> str:
+    """``value`` as Markdown text that renders as itself: no element, attribute or link of
+    its own (a DA name, column name or summary value may hold ``<script>`` or ``[x](url)``)."""
+    text = " ".join(str(value).splitlines())
+    text = _MD_ESCAPED.sub(r"\\\1", text)
+    text = _MD_BLOCK_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if not
+                                                       m.group(2).isdigit() else m.group(2)
+                                                       + "\\"), text)
+    text = "".join(_MD_ENTITIES.get(c, c) for c in text)
+    # bare URLs (GFM's autolinks): break the scheme's "://" and "www." with an entity
+    text = text.replace("://", "&#58;//")
+    return re.sub(r"(?i)\bwww\.", lambda m: m.group(0)[:3] + "&#46;", text)
+
+
 def _markdown_table(df: pd.DataFrame) -> str:
     def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return _md(v)
 
     head = "| " + " | ".join(cell(c) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
@@ -454,19 +482,19 @@ def _html(title: str, panels: list[_Panel], generated: str) -> str:
 
 
 def _markdown(title: str, panels: list[_Panel], generated: str, pngs: dict[str, str]) -> str:
-    lines = [f"# {title}", "", f"_{generated}_", ""]
+    lines = [f"# {_md(title)}", "", f"_{_md(generated)}_", ""]
     for p in panels:
-        lines += [f"## {p.res.name}", ""]
+        lines += [f"## {_md(p.res.name)}", ""]
         if p.subtitle:
-            lines += [p.subtitle, ""]
+            lines += [_md(p.subtitle), ""]
         if p.scatter is not None:
             lines += [f"![T. stddev vs S. test loss]({pngs[p.slug + ':scatter']})", ""]
         else:
-            lines += [f"> {p.scatter_note}", ""]
+            lines += [f"> {_md(p.scatter_note)}", ""]
         lines += [f"![ranking by T. stddev]({pngs[p.slug + ':ranking']})", ""]
         if len(p.corr):
             lines += ["### Correlation of T. stddev with S. test loss", "",
-                      _markdown_table(p.corr), "", f"source: {p.corr_source}", ""]
+                      _markdown_table(p.corr), "", f"source: {_md(p.corr_source)}", ""]
         lines += ["### Results", "", _markdown_table(p.table), ""]
         lines += ["### Protocol", "",
                   _markdown_table(p.protocol) if len(p.protocol) else "(not recorded)", ""]

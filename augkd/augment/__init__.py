@@ -8,6 +8,7 @@ Every DA takes uint8 images ``[B, C, H, W]`` on any device and returns an
     aug = create("cutmix(beta=1.0)")
     out = aug(images, generator=g)          # out.images uint8, out.mix.partner / out.mix.lam
     views = ViewPipeline.for_dataset(mean, std, "cutout")(images, g)
+    pick = create("pick(autoaugment, by=teacher)")  # keep the best-scored half of 2 draws
 
 Importing this package registers every DA (the imports below have that side effect).
 """
@@ -27,6 +28,7 @@ from augkd.augment.geometric import (
 from augkd.augment.mixing import CutMix, CutMixParams, Mixup, MixupParams
 from augkd.augment.pick import (
     CutMixPick,
+    Pick,
     PickParams,
     Scorer,
     entropy_scorer,
@@ -60,6 +62,7 @@ __all__ = [
     "Mixup",
     "MixupParams",
     "Normalize",
+    "Pick",
     "PickParams",
     "Scorer",
     "ViewPipeline",

@@ -1,9 +1,24 @@
-"""CutMixPick: draw a pool of ``k x B`` CutMix samples and keep the ``B`` a scorer ranks highest.
+"""pick(): draw a pool of ``pool x B`` samples of any DA and keep the ``B`` a scorer ranks highest.
 
-The paper ranks the pool by the entropy of the teacher's (``cutmixpick-t``) or the student's
-(``cutmixpick-s``) softmax at T = 1; ``score=kl`` ranks by KL(teacher || student). A scorer is
-any callable mapping uint8 images ``[N, C, H, W]`` to float scores ``[N]``; the factories here
-build the three from models and a normalization (e.g. :class:`augkd.augment.pipeline.Normalize`).
+CutMixPick (the paper's) keeps the highest-entropy half of a doubled CutMix pool; the idea is
+not specific to CutMix, so :class:`Pick` applies it to any DA spec, built-in or external::
+
+    pick(autoaugment, by=teacher)                      # pool of 2 AutoAugment batches
+    pick(mixup(alpha=0.4), by=student, pool=3)
+    pick(kornia:RandomPerspective(distortion_scale=0.5, p=1.0), by=teacher)
+
+``by`` ranks the pool by the entropy of the teacher's or the student's softmax at T = 1, or by
+``kl`` = KL(teacher || student). ``cutmixpick-t`` and ``cutmixpick-s`` are ``pick(cutmix,
+by=teacher)`` and ``pick(cutmix, by=student)``: :class:`CutMixPick` is a :class:`Pick` of CutMix
+with the paper's parameter names (``score``, ``k``, ``beta``), and gives the same output for the
+same generator as ``pick(cutmix, ...)``. The DA's ``pool`` draws are independent (each its own
+:meth:`~augkd.augment.base.Augmentation.sample` from the call's generator, in order), in its
+own mode: per image, or once per batch per draw with ``per_batch=true``.
+
+A scorer is any callable mapping uint8 images ``[N, C, H, W]`` to float scores ``[N]``; when
+the DA erases pixels (cutout) the scorer is also given ``erased=`` (bool ``[N, 1, H, W]``) so the
+models see the holes as the trainer does (0 after normalization). The factories here build the
+three scorers from models and a normalization (e.g. :class:`augkd.augment.pipeline.Normalize`).
 
 Scoring must not change the models. It runs under ``torch.no_grad()`` in the model's *current*
 mode, and every buffer (BatchNorm running mean/var and ``num_batches_tracked``) is snapshotted
@@ -19,24 +34,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from augkd.augment.base import Augmentation, AugmentOutput, MixRecord, check_generator, check_images
-from augkd.augment.mixing import CutMix, CutMixParams, cutmix_pixels
+from augkd.augment.mixing import CutMix
 from augkd.augment.registry import register_augmentation
-from augkd.augment.spec import check_param
+from augkd.augment.spec import check_param, create
 
 ScoreKind = Literal["teacher", "student", "kl"]
-#: Largest pool, in batches: the pool is scored in one forward of k x B images (the paper: 2).
+SCORE_KINDS: tuple[str, ...] = ("teacher", "student", "kl")
+#: Largest pool, in batches: the pool is scored in one forward of pool x B images (paper: 2).
 MAX_POOL = 64
-#: uint8 images ``[N, C, H, W]`` -> float scores ``[N]`` (higher = more likely kept).
-Scorer = Callable[[Tensor], Tensor]
-#: uint8 images ``[N, C, H, W]`` -> normalized float model input ``[N, C, H, W]``.
-Normalizer = Callable[[Tensor], Tensor]
+#: uint8 images ``[N, C, H, W]`` (and, for erasing DAs, ``erased=`` bool ``[N, 1, H, W]``) ->
+#: float scores ``[N]`` (higher = more likely kept).
+Scorer = Callable[..., Tensor]
+#: uint8 images ``[N, C, H, W]`` (and optional ``erased``) -> normalized float model input.
+Normalizer = Callable[..., Tensor]
 
 
 @contextlib.contextmanager
@@ -65,11 +82,17 @@ def _log_probs(model: nn.Module, inputs: Tensor) -> Tensor:
         return F.log_softmax(_logits(model(inputs)), dim=1)
 
 
-def entropy_scorer(model: nn.Module, normalize: Normalizer) -> Scorer:
-    """Score = entropy (nats) of ``softmax(model(normalize(images)))``, float32 ``[N]``."""
+def _normalized(normalize: Normalizer, images: Tensor, erased: Tensor | None) -> Tensor:
+    return normalize(images) if erased is None else normalize(images, erased)
 
-    def score(images: Tensor) -> Tensor:
-        log_p = _log_probs(model, normalize(images))
+
+def entropy_scorer(model: nn.Module, normalize: Normalizer) -> Scorer:
+    """Score = entropy (nats) of ``softmax(model(normalize(images)))``, float32 ``[N]``.
+
+    ``erased`` (bool ``[N, 1, H, W]``, from an erasing DA) is passed on to ``normalize``."""
+
+    def score(images: Tensor, erased: Tensor | None = None) -> Tensor:
+        log_p = _log_probs(model, _normalized(normalize, images, erased))
         return -(log_p.exp() * log_p).sum(dim=1)
 
     return score
@@ -78,8 +101,8 @@ def entropy_scorer(model: nn.Module, normalize: Normalizer) -> Scorer:
 def kl_scorer(teacher: nn.Module, student: nn.Module, normalize: Normalizer) -> Scorer:
     """Score = KL(softmax(teacher) || softmax(student)) in nats at T = 1, float32 ``[N]``."""
 
-    def score(images: Tensor) -> Tensor:
-        inputs = normalize(images)
+    def score(images: Tensor, erased: Tensor | None = None) -> Tensor:
+        inputs = _normalized(normalize, images, erased)
         log_t = _log_probs(teacher, inputs)
         log_s = _log_probs(student, inputs)
         return (log_t.exp() * (log_t - log_s)).sum(dim=1)
@@ -94,7 +117,7 @@ def make_scorer(
     student: nn.Module | None = None,
     normalize: Normalizer,
 ) -> Scorer:
-    """Build the scorer a :class:`CutMixPick` with ``score=kind`` needs.
+    """Build the scorer a :class:`Pick` with ``by=kind`` needs.
 
     Raises:
         ValueError: unknown ``kind``, or a model that ``kind`` needs is missing.
@@ -113,51 +136,81 @@ def make_scorer(
 
 @dataclasses.dataclass(frozen=True)
 class PickParams:
-    """Parameters of :class:`CutMixPick`: ``k`` independent CutMix draws over the batch."""
+    """Parameters of :class:`Pick`: the DA's parameters of each of the ``pool`` draws."""
 
-    draws: tuple[CutMixParams, ...]
+    draws: tuple[Any, ...]
 
 
-@register_augmentation("cutmixpick")
-class CutMixPick(Augmentation):
-    """CutMix ``k`` times, keep the ``B`` highest-scoring of the ``k B`` samples.
+@register_augmentation("pick")
+class Pick(Augmentation):
+    """Draw the DA ``pool`` times over the batch, keep the ``B`` highest-scoring of ``pool B``.
 
     Calls need a ``scorer`` (see :func:`make_scorer`; :attr:`score` says which). The output is
-    ordered by decreasing score; its :class:`MixRecord` gives, for each kept sample, the
-    original-batch indices of its own image (``source``) and of its partner (``partner``).
+    ordered by decreasing score, so output ``i`` is in general not an augmentation of input
+    ``i``; its :class:`MixRecord` says where each kept sample came from: ``source`` (the input
+    it was made from) and, for mixing DAs, ``partner`` and ``lam`` as the DA reported them. A
+    kept sample of a non-mixing DA is all of its source: ``partner = source``, ``lam = 1``.
 
     Args:
-        score: what ranks the pool: ``teacher`` or ``student`` entropy, or ``kl``.
-        k: pool size in batches, >= 1 (``k = 1`` keeps every sample, reordered).
-        beta: CutMix's Beta concentration.
-        per_batch: each of the ``k`` CutMix draws shares one lambda and box across the batch.
+        aug: the DA, as a spec (``autoaugment``, ``kornia:...``, ``module:Class(...)``) or an
+            :class:`Augmentation`; one that needs a scorer itself (a pick) is refused. In a
+            spec it is the first, positional argument: ``pick(autoaugment, by=student)``.
+        by: what ranks the pool: ``teacher`` or ``student`` entropy, or ``kl``.
+        pool: pool size in batches, >= 1 (``pool = 1`` keeps every sample, reordered).
+        per_batch: the DA's mode (True: each of the ``pool`` draws shares its parameters
+            across the batch); None keeps the mode the DA's spec gives.
     """
 
     needs_scorer = True
+    #: The positional first argument of the spec holds a DA spec (see ``augkd.augment.spec``).
+    nested_spec: ClassVar[str | None] = "aug"
 
     def __init__(
         self,
+        aug: str | Augmentation = "cutmix",
         *,
-        score: ScoreKind = "teacher",
-        k: int = 2,
-        beta: float = 1.0,
-        per_batch: bool = False,
+        by: ScoreKind = "teacher",
+        pool: int = 2,
+        per_batch: bool | None = None,
     ) -> None:
-        super().__init__(per_batch=per_batch)
-        check_param("cutmixpick", "score", score, score in ("teacher", "student", "kl"),
-                    "teacher, student or kl")
-        check_param("cutmixpick", "k", k, 1 <= k <= MAX_POOL, f"an integer in [1, {MAX_POOL}]")
-        self.score = score
-        self.k = int(k)
-        self.beta = float(beta)
-        self._cutmix = CutMix(beta=beta, per_batch=per_batch)
+        name = type(self).name
+        check_param(name, "by", by, by in SCORE_KINDS, ", ".join(SCORE_KINDS))
+        check_param(name, "pool", pool, type(pool) is int and 1 <= pool <= MAX_POOL,
+                    f"an integer in [1, {MAX_POOL}]")
+        if isinstance(aug, str):
+            inner = create(aug, per_batch=per_batch)
+        elif isinstance(aug, Augmentation):
+            if per_batch is not None and bool(per_batch) != aug.per_batch:
+                raise ValueError(f"{name}: per_batch={per_batch} contradicts the DA {aug}, whose "
+                                 f"per_batch is {aug.per_batch}")
+            inner = aug
+        else:
+            raise TypeError(f"{name}: expected a DA spec or an Augmentation, got "
+                            f"{type(aug).__name__}")
+        if inner.needs_scorer:
+            raise ValueError(f"{name}: {inner} ranks samples with a scorer itself; pick a DA "
+                             "that does not (a pick of a pick is one pick with a larger pool)")
+        super().__init__(per_batch=inner.per_batch)
+        self.aug = inner
+        self.by = by
+        self.pool = int(pool)
+
+    @property
+    def score(self) -> str:
+        """What ranks the pool (``by``): the scorer kind the trainer and T. stddev build."""
+        return self.by
+
+    @property
+    def k(self) -> int:
+        """The pool size in batches (CutMixPick's name for ``pool``)."""
+        return self.pool
 
     def sample(
         self, shape: torch.Size, device: torch.device, generator: torch.Generator | None
     ) -> PickParams:
-        """Draw ``k`` independent CutMix parameter sets for the batch."""
-        draws = tuple(self._cutmix.sample(shape, device, generator) for _ in range(self.k))
-        return PickParams(draws)
+        """Draw ``pool`` independent parameter sets of the DA for the batch, in order."""
+        return PickParams(tuple(self.aug.sample(shape, device, generator)
+                                for _ in range(self.pool)))
 
     def apply(
         self, images: Tensor, params: PickParams, scorer: Scorer | None = None
@@ -168,19 +221,43 @@ class CutMixPick(Augmentation):
                 f"{self}: a scorer is required; build one with augkd.augment."
                 f"make_scorer({self.score!r}, teacher=..., student=..., normalize=...)"
             )
-        b, _, h, w = images.shape
-        pool = torch.cat([cutmix_pixels(images, draw) for draw in params.draws])
-        partner = torch.cat([draw.partner for draw in params.draws])
-        lam = torch.cat([draw.kept_fraction(h, w) for draw in params.draws])
-        source = torch.arange(b, device=images.device).repeat(len(params.draws))
-        scores = scorer(pool)
+        b = images.shape[0]
+        outs = [self.aug.apply(images, draw) for draw in params.draws]
+        pool = torch.cat([out.images for out in outs])
+        erased = None
+        if any(out.erased is not None for out in outs):
+            erased = torch.cat([
+                out.erased if out.erased is not None
+                else torch.zeros(b, 1, *images.shape[-2:], dtype=torch.bool, device=images.device)
+                for out in outs
+            ])
+        scores = scorer(pool) if erased is None else scorer(pool, erased=erased)
         if scores.shape != (pool.shape[0],):
             raise ValueError(
                 f"scorer returned shape {tuple(scores.shape)}, expected ({pool.shape[0]},)"
             )
         keep = scores.topk(b, sorted=True).indices
+        source, partner, lam = self._provenance(outs, b, images.device)
         record = MixRecord(partner=partner[keep], lam=lam[keep], source=source[keep])
-        return AugmentOutput(images=pool[keep], mix=record)
+        return AugmentOutput(images=pool[keep], mix=record,
+                             erased=erased[keep] if erased is not None else None)
+
+    @staticmethod
+    def _provenance(
+        outs: list[AugmentOutput], b: int, device: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Source, partner (int64) and lam (float32) of every pool member, ``[pool B]`` each."""
+        sources, partners, lams = [], [], []
+        for out in outs:
+            mix = out.mix
+            source = torch.arange(b, device=device)
+            if mix is not None and mix.source is not None:
+                source = mix.source
+            sources.append(source)
+            partners.append(mix.partner if mix is not None else source)
+            lams.append(mix.lam if mix is not None
+                        else torch.ones(b, dtype=torch.float32, device=device))
+        return torch.cat(sources), torch.cat(partners), torch.cat(lams)
 
     def __call__(  # type: ignore[override]
         self,
@@ -192,3 +269,30 @@ class CutMixPick(Augmentation):
         check_images(images)
         check_generator(generator, images.device)
         return self.apply(images, self.sample(images.shape, images.device, generator), scorer)
+
+
+@register_augmentation("cutmixpick")
+class CutMixPick(Pick):
+    """The paper's CutMixPick: ``pick(cutmix(beta=beta), by=score, pool=k)``.
+
+    Args:
+        score: what ranks the pool: ``teacher`` or ``student`` entropy, or ``kl``.
+        k: pool size in batches, >= 1 (``k = 1`` keeps every sample, reordered).
+        beta: CutMix's Beta concentration.
+        per_batch: each of the ``k`` CutMix draws shares one lambda and box across the batch.
+    """
+
+    nested_spec = None  # its spec names CutMix's parameters, not a DA
+
+    def __init__(
+        self,
+        *,
+        score: ScoreKind = "teacher",
+        k: int = 2,
+        beta: float = 1.0,
+        per_batch: bool = False,
+    ) -> None:
+        check_param("cutmixpick", "score", score, score in SCORE_KINDS, "teacher, student or kl")
+        check_param("cutmixpick", "k", k, 1 <= k <= MAX_POOL, f"an integer in [1, {MAX_POOL}]")
+        super().__init__(CutMix(beta=beta, per_batch=per_batch), by=score, pool=int(k))
+        self.beta = float(beta)

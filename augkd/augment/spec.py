@@ -6,11 +6,17 @@ A spec is a registered name with optional keyword arguments::
     crop+flip                   autoaugment(policy=cifar10)
     mixup(alpha=0.4, per_batch=true)
     cutmixpick-t                (alias of cutmixpick(score=teacher))
+    pick(autoaugment, by=teacher, pool=2)   (a DA spec as the first argument, see below)
 
 Values parse as int, float, bool (``true``/``false``) or str, then are checked against the
 type hints of the class's keyword-only ``__init__`` parameters, which are the parameters a spec
 accepts. :func:`spec_of` writes the canonical spec back (defaults omitted, aliases preferred),
 so ``spec_of(create(s)) == s`` for every canonical ``s``, e.g. every entry of :data:`PAPER_DAS`.
+
+A DA class whose ``nested_spec`` names a parameter (:class:`augkd.augment.pick.Pick`) takes a
+whole DA spec, built-in or external, as its first, positional argument:
+``pick(kornia:RandomPerspective(distortion_scale=0.5), by=student)``. That argument runs to
+the first comma outside brackets and quotes; :func:`spec_of` writes it back the same way.
 
 Specs of the shape ``source:body`` name DAs of other libraries and of user code, e.g.
 ``kornia:RandomAffine(degrees=15, p=1.0) | RandomGaussianNoise(std=0.05)``,
@@ -53,6 +59,7 @@ PAPER_DAS: tuple[str, ...] = (
 _SPEC_RE = re.compile(r"^\s*(?P<name>[A-Za-z][\w+\-]*)\s*(?:\((?P<args>.*)\))?\s*$", re.DOTALL)
 _KEY_RE = re.compile(r"^[A-Za-z_]\w*$")
 _INT_RE = re.compile(r"^[+-]?\d+$")
+_NESTED_KEY_RE = re.compile(r"^[A-Za-z_]\w*\s*=")
 
 
 #: Largest pixel size a DA parameter may take (a hole side, a padding): above any image augkd
@@ -123,7 +130,48 @@ def spec_parameters(cls: type) -> dict[str, inspect.Parameter]:
     }
 
 
+def _split_nested(spec: str) -> tuple[str, str, str] | None:
+    """``("pick", "autoaugment", " by=teacher")`` for ``pick(autoaugment, by=teacher)``: the name,
+    the nested DA spec (up to the first comma outside brackets and quotes) and the rest, for a
+    registered DA with a ``nested_spec`` parameter whose first argument is not ``key=value``;
+    None for every other spec."""
+    match = _SPEC_RE.match(spec) if isinstance(spec, str) else None
+    if match is None or match.group("args") is None or match.group("name") not in AUGMENTATIONS:
+        return None
+    name, args = match.group("name"), match.group("args")
+    if getattr(AUGMENTATIONS.get(name), "nested_spec", None) is None:
+        return None
+    depth, quote, end = 0, "", len(args)
+    for i, char in enumerate(args):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            end = i
+            break
+    nested, rest = args[:end].strip(), args[end + 1:]
+    if not nested or _NESTED_KEY_RE.match(nested):
+        return None  # name() or name(key=value, ...): the parameters only
+    return name, nested, rest
+
+
 def _resolve(spec: str) -> tuple[type[Augmentation], dict[str, Any]]:
+    nested = _split_nested(spec)
+    if nested is not None:
+        name, inner, rest = nested
+        cls = AUGMENTATIONS.get(name)
+        try:
+            _, raw = parse_spec(f"{name}({rest})")
+        except ValueError:
+            raise ValueError(f"malformed augmentation spec {spec!r}: after its DA spec, {name} "
+                             "takes key=value only") from None
+        kwargs = check_spec_options(name, cls, raw)
+        return cls, {cls.nested_spec: inner, **kwargs}
     name, kwargs = parse_spec(spec)
     if name in ALIASES:
         target, fixed = ALIASES[name]
@@ -251,6 +299,12 @@ def spec_of(aug: Augmentation) -> str:
         values[key] = getattr(aug, key)
         if param.default is inspect.Parameter.empty or values[key] != param.default:
             changed[key] = values[key]
+    nested = getattr(cls, "nested_spec", None)
+    if nested is not None:  # pick(SPEC, ...): the nested DA's spec carries its own mode
+        changed.pop("per_batch", None)
+        args = [spec_of(getattr(aug, nested))]
+        args += [f"{k}={_format_value(v)}" for k, v in changed.items()]
+        return f"{name}({', '.join(args)})"
     for alias, (target, fixed) in ALIASES.items():
         if target == name and all(values.get(k, object()) == v for k, v in fixed.items()):
             name = alias

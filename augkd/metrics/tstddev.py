@@ -239,24 +239,24 @@ def mark_trained(student: nn.Module, epochs: int) -> nn.Module:
 
 
 def _build_scorer(pipeline: Any, teacher: nn.Module, student: nn.Module | None) -> Any:
-    """The CutMixPick scorer the pipeline asks for, or None when it needs none."""
+    """The scorer a pick DA (cutmixpick, ``pick(SPEC, by=...)``) asks for, or None."""
     if not getattr(pipeline, "needs_scorer", False):
         return None
     kind = pipeline.extra.score
     if kind in ("student", "kl") and student is None:
         raise ValueError(
-            f"the extra DA ranks its CutMix pool by score {kind!r}, which needs a trained KD "
+            f"the extra DA ranks its pool by score {kind!r}, which needs a trained KD "
             "student: pass student=augkd.training.load_student(RUN_DIR, ...)"
         )
     if kind in ("student", "kl") and not getattr(student, TRAINED_ATTR, 0):
         raise ValueError(
-            f"the extra DA ranks its CutMix pool by score {kind!r} with a student that was "
+            f"the extra DA ranks its pool by score {kind!r} with a student that was "
             "never trained: a randomly initialized student's entropies mean nothing (the "
             "paper scores with a finished KD student, frozen); load one with "
             "augkd.training.load_student(RUN_DIR, ...) or mark your own trained model with "
             "augkd.metrics.mark_trained(model, epochs)"
         )
-    from augkd.augment.pick import make_scorer  # lazy: only CutMixPick pipelines need it
+    from augkd.augment.pick import make_scorer  # lazy: only pick pipelines need it
 
     return make_scorer(kind, teacher=teacher, student=student, normalize=pipeline.normalize)
 
@@ -301,8 +301,8 @@ def measure_t_stddev(
         pipeline: the DA pipeline (``augkd.augment.pipeline``): ``pipeline(images, generator=,
             scorer=) -> Views`` with ``Views.original`` float32 ``[b, C, H, W]`` and
             ``Views.augmented`` float32 ``[b, C, H, W]`` or None; ``pipeline.needs_scorer`` and
-            ``pipeline.extra.score`` in {"teacher", "student", "kl"} for CutMixPick, whose
-            scorer is built with ``augkd.augment.pick.make_scorer``.
+            ``pipeline.extra.score`` in {"teacher", "student", "kl"} for a pick DA (cutmixpick,
+            ``pick(SPEC, by=...)``), whose scorer is built with ``augkd.augment.pick.make_scorer``.
         epochs: passes over the training set (10 in the paper).
         batch_size: KD batch size (64 in the paper); it fixes the stream's tensors.
         group_size: stream tensors per group (10 in the paper).
@@ -310,7 +310,7 @@ def measure_t_stddev(
             live on the data's device (the augmentations draw from it there).
         chunk_size: maximum rows per teacher forward (a chunk is at least one batch's views).
         student: the frozen, trained KD student (see :func:`mark_trained`), needed only by the
-            "student" and "kl" CutMixPick scores; an untrained one is refused.
+            "student" and "kl" scores of a pick DA; an untrained one is refused.
         progress: show a tqdm progress bar (on stderr).
 
     Returns:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 
 from augkd.extras import MissingExtraError
@@ -19,7 +21,7 @@ USER_ERRORS = (ValueError, OSError, KeyError, MissingExtraError)
 
 def run_cli(body: Callable[[], int | None]) -> int:
     """Run a command's body; a user error prints ``error: <message>`` on stderr and returns 2,
-    a non-finite training loss returns 3."""
+    a non-finite training loss returns 3, failed worker processes return 1 (one line each)."""
     from augkd.training.trainer import NonFiniteLossError
 
     try:
@@ -27,6 +29,9 @@ def run_cli(body: Callable[[], int | None]) -> int:
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except WorkersFailedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -61,30 +66,83 @@ def worker_log(worker_id: int) -> Callable[[str], None]:
     return log
 
 
+class WorkersFailedError(RuntimeError):
+    """Worker processes failed or were killed; the message names them, their exit codes and
+    what to rerun. The command prints it as one line and exits with 1."""
+
+
+def _die_with_parent(parent: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
+    """A ``preexec_fn`` for a worker: on Linux the kernel sends it SIGTERM when the parent
+    dies, by any signal, even ``kill -9`` (``PR_SET_PDEATHSIG``); a worker whose parent died
+    before the call exits at once."""
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+    return preexec
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    except (OSError, AttributeError):
+        return None
+
+
 def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rerun: str,
                          cpu_threads: bool = True) -> None:
     """Run ``python -m module *argv --worker-id I`` for I in 0..n-1 and wait for all of them.
 
     With ``cpu_threads`` each worker gets ``cores // n`` threads (small CIFAR models are
     overhead-bound: two single-thread processes do about twice the work of one with two
-    threads). A Ctrl-C or a kill of the parent stops the workers too.
+    threads). The workers die with the parent: a Ctrl-C or SIGTERM of the parent stops them
+    (and waits for them), and on Linux a ``kill -9`` of the parent sends them SIGTERM
+    (``PR_SET_PDEATHSIG``), so none runs on under PID 1.
 
     Raises:
-        RuntimeError: a worker failed; the message names it, its exit code, and ``rerun``.
+        WorkersFailedError: a worker failed; the message names it, its exit code, and
+            ``rerun``.
     """
     env = dict(os.environ)
     if cpu_threads:
         threads = str(max(1, (os.cpu_count() or 1) // n))
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    procs = [subprocess.Popen([sys.executable, "-m", module, *argv, "--worker-id", str(i)],
-                              env=env) for i in range(n)]
+    preexec = _die_with_parent(os.getpid(), _prctl())
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+
+    def on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    procs: list[subprocess.Popen] = []
     try:
+        if main_thread:
+            signal.signal(signal.SIGTERM, on_sigterm)
+        for i in range(n):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", module, *argv, "--worker-id", str(i)], env=env,
+                preexec_fn=preexec))
         codes = [proc.wait() for proc in procs]
     except BaseException:
         for proc in procs:
             proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     failed = [i for i, code in enumerate(codes) if code != 0]
     if failed:
-        raise RuntimeError(f"{what} worker(s) {', '.join(map(str, failed))} failed (exit codes "
-                           f"{', '.join(str(codes[i]) for i in failed)}); {rerun}")
+        raise WorkersFailedError(
+            f"{what} worker(s) {', '.join(map(str, failed))} failed (exit codes "
+            f"{', '.join(str(codes[i]) for i in failed)}); {rerun}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -268,11 +267,10 @@ def validate(cfg: RankConfig, data: Dataset, teacher_dir: Path, mode: str, out: 
                 seed=seed, device=cfg.device, progress=cfg.progress, **agb,
             )
             run = RunDir(out / "students" / f"{safe_name(aug)}-s{seed}")
-            if run.is_finished():
-                summary = json.loads(run.summary.read_text())
-            else:
-                summary = train(scfg, run.path, resume=run.config.is_file(), data=data,
-                                log=lambda s: None).summary
+            # a finished run is reused only with this config (train compares them, naming
+            # the fields that differ), as sweeps do
+            summary = train(scfg, run.path, resume=run.config.is_file(), data=data,
+                            log=lambda s: None).summary
             last = summary["last"]
             row = {"aug": aug, "seed": seed, "s_test_loss": last["test_loss"],
                    "s_test_acc": last["test_top1"]}

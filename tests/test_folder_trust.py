@@ -240,3 +240,132 @@ def _text_of(rendered_html: str) -> str:
     parser = Text()
     parser.feed(rendered_html)
     return "".join(parser.parts)
+
+
+# ------------------------------------------------------------------ tune: one study, one search
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    from augkd.data import load_dataset
+    from augkd.training import train
+
+    out = tmp_path_factory.mktemp("trust-teacher") / "run"
+    train(TrainConfig(role="teacher", model="resnet8", epochs=2, **FAST), out,
+          data=load_dataset("digits"), log=lambda s: None)
+    return out
+
+
+def _tune_args(teacher, out, *extra) -> list[str]:
+    return ["--teacher", str(teacher), "--model", "resnet8", "--dataset", "digits",
+            "--device", "cpu", "--no-progress", "--epochs", "1", "--out", str(out), *extra]
+
+
+def test_a_second_tune_command_on_one_storage_is_refused_naming_the_settings(teacher, tmp_path,
+                                                                           capsys):
+    from augkd.tune.cli import main as tune_main
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = ("--trials", "1", "--storage", storage, "--beta-low", "0.1", "--beta-high", "1")
+    assert tune_main(_tune_args(teacher, tmp_path / "a", *first)) == 0
+    capsys.readouterr()
+    second = ("--trials", "1", "--storage", storage, "--distill", "pkt", "--beta-low", "100",
+              "--beta-high", "1000")
+    assert tune_main(_tune_args(teacher, tmp_path / "b", *second)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    for name in ("student.distill", "tune.beta_low", "tune.beta_high", "--study-name"):
+        assert name in err
+    assert not (tmp_path / "b" / "trials").exists()  # no trial of the other study ran
+    # its own study in the same database
+    assert tune_main(_tune_args(teacher, tmp_path / "b", *second, "--study-name", "pkt")) == 0
+    import json
+
+    best = json.loads((tmp_path / "b" / "tune.json").read_text())["best_w_distill"]
+    assert 100 <= best <= 1000
+
+
+def _shared_study(out: Path, tune_cfg):
+    from augkd.tune import search
+
+    out.mkdir(parents=True, exist_ok=True)
+    return search._open_study(tune_cfg, out, 0, 0, 1)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_stale_trial_is_retried_once_and_counted_once(teacher, tmp_path):
+    import json
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    from augkd.data import load_dataset
+    from augkd.tune import TuneConfig, search, tune
+
+    out = tmp_path / "tune"
+    cfg = TuneConfig(trials=2, sampler="random", heartbeat_s=1)
+    study = _shared_study(out, cfg)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.FAIL, params={"w_distill": 0.5},
+        distributions={"w_distill": FloatDistribution(cfg.beta_low, cfg.beta_high, log=True)}))
+    stale = study.get_trials()[0]
+    search._retry_stale_trial(study, stale)
+    search._retry_stale_trial(study, stale)  # a second worker finding it stale too
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+    # a storage that already holds two retries of one trial (written by an older augkd)
+    RetryHeartbeatStaleTrialCallback()(study, stale)
+    student = TrainConfig(role="student", model="resnet8", teacher=str(teacher), epochs=1,
+                          **FAST)
+    result = tune(student, cfg, out, data=load_dataset("digits"), log=lambda s: None)
+    done = [r for r in result.trials if r["state"] == "complete"]
+    assert len(done) == 2
+    assert len({r["folder"] for r in done}) == 2  # never two trials on one folder
+    assert result.search_epochs == 2  # each trial's epoch counted once
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["complete"] == 2 and summary["search_epochs"] == 2
+
+
+@pytest.mark.parametrize("storage, words", [
+    ("corrupt", "DatabaseError"),
+    ("sqlite:////nonexistent-dir/deeper/study.db", "OperationalError"),
+    ("foo://host/db", "augkd.tune takes sqlite"),
+    ("postgresql://user:s3cret@127.0.0.1:1/db", "user:***@"),
+])
+def test_a_bad_study_storage_is_one_line(tmp_path, capsys, storage, words):
+    from augkd.tune.cli import main as tune_main
+
+    if storage == "corrupt":
+        (tmp_path / "study.db").write_bytes(b"not a database at all\x00" * 100)
+        storage = f"sqlite:///{tmp_path / 'study.db'}"
+    code = tune_main(_tune_args(tmp_path / "no-teacher", tmp_path / "out", "--storage", storage))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "cannot use the study storage" in err and words in err and "s3cret" not in err
+
+
+@pytest.mark.parametrize("text, words", [("- a\n- b\n", "must hold a mapping"),
+                                         ("student: [unclosed\n", "not valid YAML")])
+def test_a_damaged_tune_yaml_is_one_line(tmp_path, capsys, text, words):
+    from augkd.tune.cli import main as tune_main
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "tune.yaml").write_text(text)
+    assert tune_main(_tune_args(tmp_path / "no-teacher", tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err and "tune.yaml" in err
+
+
+# ------------------------------------------------------------------ 5. rank --validate reuses only matching runs
+def test_rank_validate_refuses_finished_students_of_other_settings(teacher, tmp_path, capsys):
+    from augkd.rank import main as rank_main
+
+    common = ["--teacher", str(teacher), "--dataset", "digits", "--augs", "flip", "--epochs", "1",
+              "--validate", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "rank"),
+              "--report-dir", str(tmp_path / "reports"), "--student", "resnet8",
+              "--agb-lambda", "0.5"]
+    assert rank_main([*common, "--student-epochs", "1"]) == 0
+    capsys.readouterr()
+    assert rank_main([*common, "--student-epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "epochs" in err and str(tmp_path / "rank" / "students") in err
+    assert len(err.splitlines()) == 1

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import argparse
 
-from augkd.cli import add_trust_flag, apply_trust_flag, run_cli, run_worker_processes, worker_log
+from augkd.cli import (
+    WorkersFailedError,
+    add_trust_flag,
+    apply_trust_flag,
+    run_cli,
+    run_worker_processes,
+    worker_log,
+)
 from augkd.sweep.launch import add_launcher_arguments, describe, launch_plan, submit_shards
 from augkd.sweep.runner import SweepRunner
 from augkd.sweep.spec import Job, SpecError, Sweep, load_spec
@@ -132,7 +139,11 @@ def _run(args: argparse.Namespace) -> None:
         if args.workers > 1 and not args.teachers_only:
             # teachers first, with every core, then the workers share the rest
             runner.run([j for j in sweep.jobs() if j.kind == "teacher"])
-            run_workers(args, args.workers, runner.device, log)
+            try:
+                run_workers(args, args.workers, runner.device, log)
+            except WorkersFailedError:  # what the other workers finished still counts
+                runner.collect()
+                raise
         else:
             runner.run(jobs)
     runner.collect()

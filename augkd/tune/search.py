@@ -32,17 +32,19 @@ Folder layout (``out``)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import re
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from augkd.cli import run_worker_processes
+from augkd.cli import WorkersFailedError, run_worker_processes
 from augkd.data import Dataset
 from augkd.training.api import load_data, resolve_normalization, train
 from augkd.training.checkpoint import atomic_write_csv, atomic_write_text
@@ -128,13 +130,47 @@ def trial_config(student: TrainConfig, tune_cfg: TuneConfig, beta: float) -> Tra
                            agb_search=False, lr_decay_fractions=(1.0,), progress=False)
 
 
+def shown_url(url: str) -> str:
+    """``url`` fit for a message: the password of a database URL hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: its scheme and host part cannot hold a password
+        return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+
+
+@contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn the storage's failures (a corrupt or truncated SQLite file, a path that cannot be
+    opened, an unknown scheme, a missing driver, a server that refuses) into one line naming
+    the storage URL."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, ArgumentError, ImportError) as err:
+        first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
+        hint = ""
+        if isinstance(err, ImportError) or "Can't load plugin" in str(err):
+            hint = ("; augkd.tune takes sqlite:///PATH and postgresql+psycopg://USER@HOST/DB "
+                    "(pip install \"augkd[postgres]\", docs/cluster.md)")
+        raise ValueError(f"cannot use the study storage {shown_url(url)}: "
+                         f"{type(err).__name__}: {first}{hint}") from None
+
+
 def _open_study(tune_cfg: TuneConfig, out: Path, worker: int, seed: int, epochs: int):
+    url = tune_cfg.storage_url(out)
+    with storage_errors(url):
+        return _open_study_at(url, tune_cfg, worker, seed, epochs)
+
+
+def _open_study_at(url: str, tune_cfg: TuneConfig, worker: int, seed: int, epochs: int):
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RDBStorage
 
     from augkd.tune.anneal import make_sampler
 
-    url = tune_cfg.storage_url(out)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
@@ -142,8 +178,7 @@ def _open_study(tune_cfg: TuneConfig, out: Path, worker: int, seed: int, epochs:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = RDBStorage(
             url, heartbeat_interval=tune_cfg.heartbeat_s, grace_period=2 * tune_cfg.heartbeat_s,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-            **kwargs)
+            heartbeat_stale_trial_callback=_retry_stale_trial, **kwargs)
     pruner = {
         "none": optuna.pruners.NopPruner,
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
@@ -154,6 +189,53 @@ def _open_study(tune_cfg: TuneConfig, out: Path, worker: int, seed: int, epochs:
     return optuna.create_study(storage=storage, study_name=tune_cfg.study_name,
                                direction="maximize", load_if_exists=True, pruner=pruner,
                                sampler=make_sampler(tune_cfg.sampler, seed + worker))
+
+
+#: How often a trial whose worker died (its heartbeat stopped) is retried with its beta.
+MAX_RETRIES = 3
+
+
+def _retry_stale_trial(study, trial) -> None:
+    """Queue one retry of a trial whose heartbeat stopped (its worker was killed), unless a
+    retry of it is already queued or ran: two workers that both find the trial stale (each
+    fails it) would otherwise queue two retries of one trial folder."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    if _retries_of(study, trial.number):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
+
+
+def _retries_of(study, number: int) -> list:
+    """The trials queued as retries of trial ``number`` (Optuna's ``retry_history`` of a
+    retry ends with the trial it retries)."""
+    return [t for t in study.get_trials(deepcopy=False)
+            if (t.system_attrs.get("retry_history") or [None])[-1] == number]
+
+
+def _duplicate_of(study, trial) -> int | None:
+    """The number of an earlier twin of ``trial`` (another retry of the same stale trial that
+    finished, or runs with a lower number), else None."""
+    from optuna.trial import TrialState
+
+    history = trial.system_attrs.get("retry_history") or []
+    if not history:
+        return None
+    for other in _retries_of(study, history[-1]):
+        if other.number == trial.number:
+            continue
+        if other.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+                other.state == TrialState.RUNNING and other.number < trial.number):
+            return other.number
+    return None
+
+
+class DuplicateRetryError(RuntimeError):
+    """A second retry of one stale trial: it fails at once, so the trial runs (and counts)
+    once and no two processes write its folder."""
 
 
 def _finished(study) -> list:
@@ -194,6 +276,11 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
             first = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
         number = trial.number if first is None else first  # a retry continues its folder
         folder = out / "trials" / f"trial-{number:04d}"
+        twin = _duplicate_of(study, frozen)
+        if twin is not None:  # fails at once: counts toward nothing, writes nothing
+            log(f"[trial {trial.number}] a second retry of trial {number} (trial {twin} "
+                "retries it): skipped")
+            raise DuplicateRetryError(f"trial {trial.number} duplicates the retry {twin}")
         trial.set_user_attr("folder", str(folder.relative_to(out)))
         trial.set_user_attr("worker", worker)
         run = RunDir(folder)
@@ -232,9 +319,11 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
         if _search_done(study, tune_cfg):
             study.stop()
 
-    while not _search_done(study, tune_cfg):
-        study.optimize(objective, n_trials=tune_cfg.trials - len(_finished(study)),
-                       callbacks=[enough], catch=(), show_progress_bar=bar)
+    with storage_errors(tune_cfg.storage_url(out)):
+        while not _search_done(study, tune_cfg):
+            study.optimize(objective, n_trials=tune_cfg.trials - len(_finished(study)),
+                           callbacks=[enough], catch=(DuplicateRetryError,),
+                           show_progress_bar=bar)
 
 
 def trials_table(study) -> list[dict[str, Any]]:
@@ -255,6 +344,15 @@ def trials_table(study) -> list[dict[str, Any]]:
     return rows
 
 
+def write_trials_table(tune_cfg: TuneConfig, out: Path, epochs: int):
+    """Write ``out/trials.csv`` from the study; returns the study and the rows."""
+    study = _open_study(tune_cfg, out, 0, 0, epochs)
+    with storage_errors(tune_cfg.storage_url(out)):
+        rows = trials_table(study)
+    atomic_write_csv(rows, TRIAL_FIELDS, out / "trials.csv")
+    return study, rows
+
+
 def tune(student: TrainConfig, tune_cfg: TuneConfig, out: str | Path, *,
          data: Dataset | None = None, log: Callable[[str], None] = print,
          worker_argv: list[str] | None = None) -> TuneResult:
@@ -273,18 +371,20 @@ def tune(student: TrainConfig, tune_cfg: TuneConfig, out: str | Path, *,
     student = resolve_normalization(student, data)
     _check_settings(out, student, tune_cfg)
     start = time.perf_counter()
-    if tune_cfg.workers > 1:
-        if worker_argv is None:
-            raise ValueError("workers > 1 needs worker_argv (the CLI's arguments) to start "
-                             "the worker processes; from Python, run run_worker per process")
-        run_worker_processes("augkd.tune", worker_argv, tune_cfg.workers, what="tune",
-                             rerun="rerun to continue the study")
-    else:
-        run_worker(student, tune_cfg, out, data=data, log=log)
+    if tune_cfg.workers > 1 and worker_argv is None:
+        raise ValueError("workers > 1 needs worker_argv (the CLI's arguments) to start "
+                         "the worker processes; from Python, run run_worker per process")
+    try:
+        if tune_cfg.workers > 1:
+            run_worker_processes("augkd.tune", worker_argv, tune_cfg.workers, what="tune",
+                                 rerun="rerun to continue the study")
+        else:
+            run_worker(student, tune_cfg, out, data=data, log=log)
+    except WorkersFailedError:  # the table still lists what the other workers finished
+        write_trials_table(tune_cfg, out, student.epochs)
+        raise
     wall = time.perf_counter() - start
-    study = _open_study(tune_cfg, out, 0, 0, student.epochs)
-    rows = trials_table(study)
-    atomic_write_csv(rows, TRIAL_FIELDS, out / "trials.csv")
+    study, rows = write_trials_table(tune_cfg, out, student.epochs)
     scored = [r for r in rows if r["state"] == "complete"]
     if not scored:
         raise RuntimeError(f"no trial of the study in {out} completed; see {out / 'trials.csv'}")
@@ -321,29 +421,66 @@ def train_final(cfg: TrainConfig, folder: Path, data: Dataset, log: Callable[[st
         return train(cfg, folder, resume=run.config.is_file(), data=data, log=log)
 
 
+#: The study's user attribute that holds the settings of the search that made it.
+SETTINGS_ATTR = "augkd_settings"
+#: Student fields a process may change on the same study (where it runs, what it prints).
+_RUNTIME_STUDENT_FIELDS = ("progress", "device", "compile", "tensorboard")
+
+
+def search_settings(student: TrainConfig, tune_cfg: TuneConfig) -> dict[str, Any]:
+    """What a study's trials depend on: the trials' student config (less where a process runs
+    it) and the search settings (less how many trials, workers and epochs it may spend)."""
+    student_values = {k: v for k, v in student.to_dict().items()
+                      if k not in _RUNTIME_STUDENT_FIELDS}
+    tune_values = {k: v for k, v in dataclasses.asdict(tune_cfg).items()
+                   if k not in ("trials", "workers", "heartbeat_s", "final_epochs", "max_epochs",
+                                "storage")}
+    return _normal({"student": student_values, "tune": tune_values})
+
+
+def _changed(settings: dict[str, Any], old: Any) -> list[str]:
+    """The dotted names of ``settings`` whose values differ in ``old`` (a stored copy)."""
+    old = old if isinstance(old, dict) else {}
+    changed = []
+    for part, values in settings.items():
+        theirs = old.get(part) if isinstance(old.get(part), dict) else {}
+        changed += [f"{part}.{k}" for k, v in values.items() if v != _normal(theirs.get(k))]
+    return changed
+
+
 def _check_settings(out: Path, student: TrainConfig, tune_cfg: TuneConfig) -> None:
     """Write ``tune.yaml`` and create the study on the first call; refuse to mix a changed
-    search into the study."""
+    search into the folder or into the study (the storage may be shared by several folders:
+    the study keeps its settings in its user attributes)."""
     import yaml
 
-    settings = {"student": student.to_dict(),
-                "tune": {k: v for k, v in dataclasses.asdict(tune_cfg).items()
-                         if k not in ("trials", "workers", "heartbeat_s", "final_epochs",
-                                      "max_epochs")}}
+    from augkd.training.config import read_yaml_mapping
+
+    settings = search_settings(student, tune_cfg)
     path = out / "tune.yaml"
+    url = tune_cfg.storage_url(out)
     with exclusive(out / "tune.lock", lambda line: None, str(out)):
         if path.is_file():
-            old = yaml.safe_load(path.read_text())
-            changed = [f"{part}.{k}" for part in settings for k in settings[part]
-                       if _normal(settings[part][k]) != _normal(old.get(part, {}).get(k))]
+            changed = _changed(settings, read_yaml_mapping(path))
             if changed:
                 raise ValueError(f"{out} holds a search with other settings ({', '.join(changed)}"
                                  f"); use another --out or the same settings")
-        else:
-            atomic_write_text(yaml.safe_dump(settings, sort_keys=False), path)
         # create the storage and the study once, here: two processes creating one SQLite
         # schema at the same time collide (the workers and other commands only open it)
-        _open_study(tune_cfg, out, 0, 0, student.epochs)
+        study = _open_study(tune_cfg, out, 0, 0, student.epochs)
+        with storage_errors(url):
+            stored = study.user_attrs.get(SETTINGS_ATTR)
+        changed = _changed(settings, stored) if stored is not None else []
+        if changed:
+            raise ValueError(
+                f"study {tune_cfg.study_name!r} in {shown_url(url)} was made by a search with "
+                f"other settings ({', '.join(changed)}); use the same settings, or give this "
+                "search its own --study-name (or --storage)")
+        if stored is None:
+            with storage_errors(url):
+                study.set_user_attr(SETTINGS_ATTR, settings)
+        if not path.is_file():
+            atomic_write_text(yaml.safe_dump(settings, sort_keys=False), path)
 
 
 def _normal(value: Any) -> Any:

@@ -369,3 +369,41 @@ def test_rank_validate_refuses_finished_students_of_other_settings(teacher, tmp_
     err = capsys.readouterr().err.strip()
     assert "epochs" in err and str(tmp_path / "rank" / "students") in err
     assert len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------------------ 7, 10. sweeps: one folder, one spec
+def test_two_da_specs_that_map_to_one_job_folder_are_refused_at_spec_time(tmp_path):
+    from augkd.sweep.spec import SpecError, load_spec
+
+    spec = yaml.safe_load(_tiny_sweep_spec(tmp_path).read_text())
+    spec["grid"]["aug"] = ["cutmix(beta=1.0, per_batch=true)",
+                           "cutmix(beta=1.0 ,per_batch=true)"]
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match=r"grid.aug: .*cutmix.*one job folder name"):
+        load_spec(tmp_path / "two.yaml")
+
+
+def test_collect_with_another_spec_leaves_the_sweep_alone(tmp_path, capsys):
+    from augkd.sweep.cli import main as sweep_main
+    from augkd.sweep.spec import load_spec
+
+    spec_a = _tiny_sweep_spec(tmp_path)
+    sweep = load_spec(spec_a)
+    sweep.out.mkdir(parents=True)
+    (sweep.out / "spec.yaml").write_text(yaml.safe_dump(sweep.spec, sort_keys=False))
+    (sweep.out / "results.csv").write_text("pair,aug\nA,flip\n")
+    spec = yaml.safe_load(spec_a.read_text())
+    spec["grid"]["aug"] = ["cutmix"]
+    spec["tstddev"]["epochs"] = 2
+    spec_b = tmp_path / "b.yaml"
+    spec_b.write_text(yaml.safe_dump(spec))
+    assert sweep_main([str(spec_b), "--collect"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "grid.aug drops flip" in err and "tstddev.epochs" in err and "spec.yaml" in err
+    assert (sweep.out / "results.csv").read_text() == "pair,aug\nA,flip\n"
+    # a spec that only adds grid values may collect (and run) in the same folder
+    spec["grid"]["aug"] = ["flip", "cutmix"]
+    spec["tstddev"]["epochs"] = 1
+    spec_b.write_text(yaml.safe_dump(spec))
+    assert sweep_main([str(spec_b), "--collect", "--device", "cpu"]) == 0

@@ -24,6 +24,33 @@ from augkd.training.run import RunDir, exclusive, safe_name, try_exclusive
 from augkd.training.trainer import resolve_device
 
 
+#: Spec keys that say where and how visibly a sweep runs, not what it computes.
+_RUNTIME_KEYS = ("device", "out", "progress", "tensorboard")
+
+
+def spec_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where the spec ``new`` differs from the spec ``old`` a folder was made
+    with, less the runtime keys; a ``grid`` list may gain values, not lose them."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        diff = []
+        for key in sorted(set(old) | set(new), key=str):
+            if key in _RUNTIME_KEYS:
+                continue
+            name = f"{prefix}{key}"
+            if prefix == "grid." and isinstance(old.get(key), list) and isinstance(
+                    new.get(key), list):
+                lost = [v for v in old[key] if v not in new[key]]
+                if lost:
+                    diff.append(f"{name} drops {', '.join(map(str, lost))}")
+                continue
+            diff += spec_differences(old.get(key), new.get(key), name + ".")
+        return diff
+    if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,
+                                                                   default=str):
+        return [prefix.rstrip(".")]
+    return []
+
+
 class SweepRunner:
     """Runs the jobs of a sweep, skipping finished ones and resuming half-done ones."""
 
@@ -123,6 +150,7 @@ class SweepRunner:
         off, and after the pass each put-off job is waited for and run only if it is still
         unfinished. Every job therefore runs exactly once.
         """
+        self.check_folder()
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(yaml.safe_dump(self.spec, sort_keys=False), self.out / "spec.yaml")
         todo = [j for j in jobs if not self.is_done(j)]
@@ -215,4 +243,31 @@ class SweepRunner:
         """Gather every finished run into results.csv, summary.csv and the report folders."""
         from augkd.sweep.results import collect
 
+        self.check_folder()
         return collect(self)
+
+    def check_folder(self) -> None:
+        """A sweep folder belongs to one spec: refuse a spec that differs from its spec.yaml
+        in anything but where it runs, or that drops grid values (adding DAs, seeds, epochs...
+        to a sweep is fine; collecting a subset would rewrite its tables with less).
+
+        Raises:
+            SpecError: names spec.yaml and the differing dotted keys.
+        """
+        path = self.out / "spec.yaml"
+        if not path.is_file():
+            return
+        try:
+            old = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise SpecError(f"{path} is not valid YAML ({err}); it names the spec of this "
+                            "sweep folder") from None
+        if not isinstance(old, dict):
+            raise SpecError(f"{path} must hold the sweep's spec (a mapping), got "
+                            f"{type(old).__name__}")
+        diff = spec_differences(old, self.spec)
+        if diff:
+            raise SpecError(
+                f"{self.out} belongs to another spec: {path} has other settings "
+                f"({', '.join(diff)}); give this spec another --out (a sweep folder may "
+                "gain grid values, never lose or change them)")

@@ -217,6 +217,16 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
         if len(set(map(str, values))) != len(values):
             raise SpecError(f"grid.{key} lists a value twice: {values}")
         grid[key] = values
+    for key in ("aug", "distill"):  # both are part of job folder names
+        folders: dict[str, Any] = {}
+        for value in grid[key]:
+            name = safe_name(str(value))
+            if name in folders:
+                raise SpecError(
+                    f"grid.{key}: {folders[name]!r} and {value!r} map to one job folder name "
+                    f"{name!r} (characters other than letters, digits and -_.+ become _); "
+                    "write one of them differently")
+            folders[name] = value
     for aug in grid["aug"]:
         try:
             for mode in grid["mode"]:  # e.g. an albumentations DA has no per-batch draw

@@ -46,8 +46,9 @@ def ranking(per_seed: pd.DataFrame) -> pd.DataFrame:
     g = per_seed.groupby("aug", sort=False)["t_stddev"]
     table = pd.DataFrame({"t_stddev": g.mean(), "t_stddev_std": g.std(ddof=1),
                           "n_seeds": g.size()}).sort_values("t_stddev", kind="stable")
+    table = table.reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
-    return table.reset_index()
+    return table
 
 
 def neighbours(per_seed: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:

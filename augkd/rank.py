@@ -36,6 +36,7 @@ import torch
 
 from augkd.augment import PAPER_DAS, create
 from augkd.augment.pipeline import Normalize, ViewPipeline
+from augkd.augment.probe import probe_augmentation
 from augkd.balance import BALANCERS
 from augkd.cli import run_cli
 from augkd.data import Dataset, load_dataset
@@ -159,6 +160,7 @@ def measure_aug(
     (TF32 convolutions) keeps the teacher's probabilities as the paper computed them.
     """
     extra = create(aug, per_batch=True if mode == "per-batch" else None)
+    probe_augmentation(extra, aug, images)  # a DA that fails or changes nothing stops here
     pipeline = ViewPipeline(create("crop+flip"), extra, normalize)
     generator = torch.Generator(device=images.device).manual_seed(seed)
     on_cuda = images.device.type == "cuda"

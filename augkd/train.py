@@ -99,6 +99,9 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
                         help="download cifar10/cifar100 into --root if missing")
     parser.add_argument("--per-batch", action="store_true", default=None,
                         help="draw the extra DA's random parameters once per batch (paper mode)")
+    parser.add_argument("--allow-noop-aug", action="store_true", default=None,
+                        help="run an extra DA that changes no pixel of a probe batch of 256 "
+                        "training images (refused by default), with a warning")
     parser.add_argument("--joint-forward", action="store_true", default=None,
                         help="one forward over [x; x~] instead of the reference's two "
                         "(pools the views' BatchNorm statistics; not the paper's)")
@@ -128,7 +131,7 @@ def config_from_args(args: argparse.Namespace,
         value = getattr(args, name)
         if value is not None:
             values[name] = value
-    for flag in ("per_batch", "joint_forward", "compile", "tensorboard"):
+    for flag in ("per_batch", "joint_forward", "compile", "tensorboard", "allow_noop_aug"):
         if getattr(args, flag):
             values[flag] = True
     if args.agb_lambda is not None:  # a fixed lambda: AGB without its search
@@ -186,6 +189,8 @@ def _run(args: argparse.Namespace) -> None:
             cfg = cfg.replace(progress=False)
         if args.tensorboard:
             cfg = cfg.replace(tensorboard=True)
+        if args.allow_noop_aug:
+            cfg = cfg.replace(allow_noop_aug=True)
         if args.download:  # only the command line asks for a download, never the folder
             cfg = cfg.replace(dataset_options={**cfg.dataset_options, "download": True})
         _check_extras(cfg)

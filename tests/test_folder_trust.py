@@ -407,3 +407,67 @@ def test_collect_with_another_spec_leaves_the_sweep_alone(tmp_path, capsys):
     spec["tstddev"]["epochs"] = 1
     spec_b.write_text(yaml.safe_dump(spec))
     assert sweep_main([str(spec_b), "--collect", "--device", "cpu"]) == 0
+
+
+# ------------------------------------------------------------------ 8. a DA must change the images
+@pytest.mark.parametrize("spec", [
+    "kornia:ColorJitter(saturation=0.5, p=1.0)", "kornia:RandomGrayscale(p=1.0)",
+    "albumentations:ToGray(p=1.0)", "albumentations:ChannelShuffle(p=1.0)",
+    "crop(padding=0)", "kornia:RandomAffine(degrees=15, p=0.0)",
+    "albumentations:HorizontalFlip(p=0.0)",
+])
+@pytest.mark.filterwarnings("ignore:The image is already gray")
+def test_a_da_that_changes_no_pixel_is_refused_before_the_run(spec):
+    from augkd.augment import create
+    from augkd.augment.probe import NoOpAugmentationError, probe_augmentation
+    from augkd.data import load_dataset
+
+    aug = create(spec)
+    images = load_dataset("digits").train_images
+    with pytest.raises(NoOpAugmentationError, match=r"changed no pixel.*--allow-noop-aug"):
+        probe_augmentation(aug, spec, images)
+    warned = []
+    probe_augmentation(aug, spec, images, allow_noop=True, warn=warned.append)
+    assert warned and spec in warned[0]
+
+
+@pytest.mark.parametrize("spec", ["identity", "flip", "cutmix", "kornia:RandomAffine(degrees=15)",
+                                  "autoaugment"])
+def test_das_that_change_pixels_pass_the_probe(spec, digits):
+    from augkd.augment import create
+    from augkd.augment.probe import probe_augmentation
+
+    probe_augmentation(create(spec), spec, digits.train_images)
+    probe_augmentation(create(spec, per_batch=True), spec, digits.train_images)
+
+
+def test_a_noop_da_stops_the_student_before_training(teacher, tmp_path, capsys):
+    from augkd.train import main as train_main
+
+    args = ["student", "--teacher", str(teacher), "--model", "resnet8", "--epochs", "1",
+            "--aug", "kornia:RandomGrayscale(p=1.0)", "--dataset", "digits", "--device", "cpu",
+            "--no-progress", "--balancer", "manual"]
+    assert train_main([*args, "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "changed no pixel" in err and "--allow-noop-aug" in err
+    assert not (tmp_path / "s").exists()
+    assert train_main([*args, "--out", str(tmp_path / "s2"), "--allow-noop-aug"]) == 0
+    assert "warning: DA kornia:RandomGrayscale(p=1.0) changed no pixel" in capsys.readouterr().out
+
+
+def test_an_error_inside_a_da_names_the_da(digits):
+    from augkd.augment import create
+    from augkd.augment.probe import probe_augmentation
+
+    spec = "kornia:ColorJitter(hue=0.2, p=1.0)"
+    with pytest.raises(ValueError, match=r"DA kornia:ColorJitter\(hue=0.2, p=1.0\): fails on"):
+        probe_augmentation(create(spec), spec, digits.train_images)
+
+
+@pytest.mark.parametrize("resize, words", [(1, r"in \[4, 1024\] px, got 1"),
+                                          (5000, r"in \[4, 1024\] px, got 5000")])
+def test_a_resize_the_models_cannot_use_is_refused(resize, words):
+    from augkd.data import load_dataset
+
+    with pytest.raises(ValueError, match=words):
+        load_dataset("digits", resize=resize)

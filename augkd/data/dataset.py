@@ -218,6 +218,25 @@ def accepted_options(name: str) -> list[str]:
 TRANSFORM_OPTIONS = ("resize", "train_subset", "subset_seed")
 
 
+#: ``resize`` bounds: below 4 px the models' two stride-2 stages leave less than a pixel (a
+#: teacher at ``resize 1`` trained to chance); above 1024 px a CIFAR-sized set no longer fits
+#: in memory (``resize 5000`` asked for 33 GB at once).
+MIN_RESIZE, MAX_RESIZE = 4, 1024
+#: Largest resized dataset (train + test uint8 bytes) built in memory.
+MAX_RESIZED_BYTES = 16 * 2**30
+
+
+def check_resize(value: object) -> int:
+    """``value`` if it is a usable ``resize`` (an int in [MIN_RESIZE, MAX_RESIZE]), else a
+    ValueError naming the option, the value and the range."""
+    positive_int_option("resize", value)
+    if not MIN_RESIZE <= value <= MAX_RESIZE:
+        raise ValueError(f"dataset option resize must be in [{MIN_RESIZE}, {MAX_RESIZE}] px, got "
+                         f"{value} (smaller images train to chance; larger ones do not fit in "
+                         "memory)")
+    return value
+
+
 def positive_int_option(name: str, value: object) -> int:
     """``value`` if it is an int >= 1 (not a bool), else a ValueError naming the option."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -283,7 +302,13 @@ def apply_transforms(
         train_images, train_labels = train_images[keep], train_labels[keep]
         options.update(train_subset=train_subset, subset_seed=subset_seed)
     if resize is not None:
-        positive_int_option("resize", resize)
+        check_resize(resize)
+        n = len(data.train_images) + len(data.test_images)
+        size = n * data.train_images.shape[1] * resize * resize
+        if size > MAX_RESIZED_BYTES:
+            raise ValueError(f"dataset option resize={resize} would make {n} images of "
+                             f"{resize} x {resize} px: {size / 2**30:.1f} GiB, above the "
+                             f"{MAX_RESIZED_BYTES / 2**30:.0f} GiB augkd holds in memory")
         if (resize, resize) != data.image_size:
             train_images = resize_images(train_images, resize)
             test_images = resize_images(test_images, resize)
@@ -340,5 +365,7 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
     for key in ("resize", "train_subset"):  # bad values fail before any data is read
         if transforms.get(key) is not None:
             positive_int_option(key, transforms[key])
+    if transforms.get("resize") is not None:
+        check_resize(transforms["resize"])
     root_path = None if root is None else Path(root).expanduser()
     return apply_transforms(loader(root_path, **options), **transforms)

@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from augkd.augment import create as create_augmentation
 from augkd.augment.pipeline import Normalize
+from augkd.augment.probe import probe_augmentation
 from augkd.data import Dataset, load_dataset
 from augkd.distill import resolve_method
 from augkd.metrics.evaluate import evaluate
@@ -338,6 +340,9 @@ def train(
             log(f"{run.path} already finished ({summary['last']['epoch']}/{cfg.epochs} epochs): "
                 "nothing to do")
             return RunResult(run.path, summary)
+    if cfg.role == "student" and cfg.aug:  # a DA that fails or changes nothing stops here
+        probe_augmentation(create_augmentation(cfg.aug, per_batch=True if cfg.per_batch else None),
+                           cfg.aug, data.train_images, allow_noop=cfg.allow_noop_aug, warn=log)
     train_split, test_split = _splits(data, device)
     if holdout:  # the test split is never read
         train_split, test_split = holdout_splits(cfg, train_split)

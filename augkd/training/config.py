@@ -18,7 +18,7 @@ from augkd.numbers import is_finite
 ROLES = ("teacher", "student")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes seeds below 2**64; epoch seeds mix it
 MAX_TEMPERATURE = 1000.0  # KD's softmax(t / T) is uniform to float precision long before
-RUNTIME_FIELDS = ("progress", "device", "compile", "tensorboard")
+RUNTIME_FIELDS = ("progress", "device", "compile", "tensorboard", "allow_noop_aug")
 # dataset options that do not change the data: a run resumed without them is the same run
 RUNTIME_DATASET_OPTIONS = ("download",)
 # Filled in from the dataset when a run starts (None until then); a None on either side of a
@@ -81,6 +81,8 @@ class TrainConfig:
     teacher_model: str | None = None  # of a foreign checkpoint; None: inferred from its weights
     aug: str | None = None  # the extra DA under study, an augkd.augment spec
     per_batch: bool = False  # the paper's once-per-batch random parameters for the extra DA
+    # run an extra DA that changes no pixel of a probe batch (augkd.augment.probe), warning
+    allow_noop_aug: bool = False
     # One student (and teacher) forward over [x; x~] instead of the reference's two: pools the
     # views' BatchNorm statistics and updates the running ones once per step (not the paper's).
     joint_forward: bool = False

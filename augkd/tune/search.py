@@ -48,7 +48,7 @@ from augkd.cli import WorkersFailedError, run_worker_processes
 from augkd.data import Dataset
 from augkd.training.api import load_data, resolve_normalization, train
 from augkd.training.checkpoint import atomic_write_csv, atomic_write_text
-from augkd.training.config import TrainConfig
+from augkd.training.config import RUNTIME_FIELDS, TrainConfig
 from augkd.training.run import RunDir, exclusive
 from augkd.training.trainer import NonFiniteLossError
 
@@ -424,7 +424,7 @@ def train_final(cfg: TrainConfig, folder: Path, data: Dataset, log: Callable[[st
 #: The study's user attribute that holds the settings of the search that made it.
 SETTINGS_ATTR = "augkd_settings"
 #: Student fields a process may change on the same study (where it runs, what it prints).
-_RUNTIME_STUDENT_FIELDS = ("progress", "device", "compile", "tensorboard")
+_RUNTIME_STUDENT_FIELDS = RUNTIME_FIELDS
 
 
 def search_settings(student: TrainConfig, tune_cfg: TuneConfig) -> dict[str, Any]:

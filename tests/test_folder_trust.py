@@ -471,3 +471,57 @@ def test_a_resize_the_models_cannot_use_is_refused(resize, words):
 
     with pytest.raises(ValueError, match=words):
         load_dataset("digits", resize=resize)
+
+
+# ------------------------------------------------------------------ 9, 13. hostile foreign teachers
+@pytest.fixture(scope="module")
+def foreign_state(teacher):
+    import torch
+
+    return {k: v.clone() for k, v in torch.load(teacher / "model.pt",
+                                                 weights_only=True)["model"].items()}
+
+
+def _foreign(tmp_path: Path, state: dict) -> Path:
+    import torch
+
+    path = tmp_path / "foreign" / "ckpt.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state}, path)
+    return path
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: s.update({"fc.weight": s["fc.weight"] * 1e30}), r"logits up to \|.*e\+"),
+    (lambda s: s.update({"fc.weight": s["fc.weight"].to(__import__("torch").int64)}),
+     r"'fc.weight' is torch.int64, not a floating point type"),
+    (lambda s: s.update({"fc.weight": s["fc.weight"].to(__import__("torch").complex64)}),
+     r"'fc.weight' is torch.complex64 \(complex\)"),
+    (lambda s: s["fc.bias"].__setitem__(0, float("-inf")), r"'fc.bias' holds non-finite values"),
+    (lambda s: s.update({"fc.weight": s["fc.weight"].to_sparse()}), r"'fc.weight' is .*sparse"),
+])
+@pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants")
+def test_a_hostile_foreign_teacher_is_refused_naming_file_and_tensor(foreign_state, digits,
+                                                                    tmp_path, change, words):
+    from augkd.training import load_teacher
+
+    state = {k: v.clone() for k, v in foreign_state.items()}
+    change(state)
+    path = _foreign(tmp_path, state)
+    with pytest.raises(ValueError, match=words) as err:
+        load_teacher(path, digits, log=lambda s: None)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_teacher_tar_itself_says_extract_it(foreign_state, digits, tmp_path):
+    import tarfile
+
+    from augkd.training import load_teacher
+
+    inner = _foreign(tmp_path, foreign_state)
+    tar = tmp_path / "cifar_teachers.tar"
+    with tarfile.open(tar, "w") as archive:
+        archive.add(inner, arcname="models/resnet8_vanilla/ckpt_epoch_240.pth")
+    with pytest.raises(ValueError, match=r"tar archive.*extract it.*ckpt_epoch_240\.pth") as err:
+        load_teacher(tar, digits, log=lambda s: None)
+    assert "weights_only=False" not in str(err.value)

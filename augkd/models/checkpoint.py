@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import functools
 import re
+import tarfile
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -87,12 +88,60 @@ def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
         with allow(_SAFE_GLOBALS) if allow is not None else nullcontext():
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling errors come in many types; report the file
+        if tarfile.is_tarfile(path):  # e.g. RepDistiller's cifar_teachers.tar itself
+            with tarfile.open(path) as archive:
+                inside = [m.name for m in archive.getmembers()
+                          if m.name.endswith((".pth", ".pt", ".ckpt"))]
+            raise ValueError(
+                f"{path} is a tar archive, not a checkpoint: extract it (tar -xf {path.name}) and "
+                "pass the .pth file inside" + (f", e.g. {inside[0]}" if inside else "")) from None
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         # torch's message opens with advice to drop weights_only; the object refused is the news
         reason = next((line for line in lines if "unsupported" in line.lower()), " ".join(lines))
         raise ValueError(
             f"cannot read checkpoint {path} (torch.load, weights_only): {reason[:300]}"
         ) from err
+
+
+def check_tensors(state: dict[str, object], path: Path) -> None:
+    """Refuse weights no trained model holds, naming the file and the tensor: sparse or
+    complex tensors (loading would drop the imaginary part), and NaN or infinite values.
+
+    Raises:
+        ValueError: the first such tensor.
+    """
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            continue
+        if value.layout != torch.strided:
+            raise ValueError(f"checkpoint {path}: tensor {key!r} is {value.layout} (sparse); a "
+                             "model's weights are dense")
+        if value.is_complex():
+            raise ValueError(f"checkpoint {path}: tensor {key!r} is {value.dtype} (complex); a "
+                             "model's weights are real")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = value[~torch.isfinite(value)].flatten()[0].item()
+            raise ValueError(f"checkpoint {path}: tensor {key!r} holds non-finite values (e.g. "
+                             f"{bad}); a trained model's weights are finite")
+
+
+#: Largest |logit| a teacher may give on the test split: trained CIFAR teachers stay in the
+#: tens; 1e4 is far beyond that (a classifier scaled by 1e30 gives ~1e30 and still scores 60 %).
+MAX_TEACHER_LOGIT = 1e4
+
+
+def max_abs_logit(model: KDModel, images: Tensor, normalize, batch_size: int = 500) -> float:
+    """The largest |logit| ``model`` gives on ``images`` (uint8 ``[N, C, H, W]``), NaN if any
+    logit is not finite."""
+    device = next(model.parameters()).device
+    largest = 0.0
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            logits = model(normalize(images[start:start + batch_size].to(device))).float()
+            if not torch.isfinite(logits).all():
+                return float("nan")
+            largest = max(largest, logits.abs().max().item())
+    return largest
 
 
 @functools.cache
@@ -283,10 +332,16 @@ def load_foreign(
     """
     path = Path(path)
     weights = extract_weights(contents, path)
+    check_tensors(weights.state, path)
     name, named_by = choose_architecture(weights.state, path, num_classes, in_channels,
                                          model_name)
     model = create_model(name, num_classes, in_channels)
     fresh = model.state_dict()
+    for key, value in fresh.items():  # int64 weights would be cast silently by load_state_dict
+        given = weights.state.get(key)
+        if value.is_floating_point() and given is not None and not given.is_floating_point():
+            raise ValueError(f"checkpoint {path}: tensor {key!r} is {given.dtype}, not a floating "
+                             "point type; a trained model's weights are float")
     # BN counters: old files lack them (keep the fresh zeros); they change no output
     state = {k: v for k, v in weights.state.items() if k in fresh}
     state.update({k: v for k, v in fresh.items() if k.endswith(_BN_COUNTER) and k not in state})

@@ -30,6 +30,7 @@ from augkd.models import (
     load_foreign,
     read_checkpoint_file,
 )
+from augkd.models.checkpoint import MAX_TEACHER_LOGIT, max_abs_logit
 from augkd.models.quant import quantize_model
 from augkd.training import distributed
 from augkd.training.checkpoint import (
@@ -176,6 +177,12 @@ def check_foreign_teacher(
     if recorded is not None:
         line += f", the file records {recorded:.2f}% ({foreign.weights.recorded_as})"
     log(f"{line} [{foreign.weights.description}; architecture from {foreign.named_by}]")
+    largest = max_abs_logit(model, dataset.test_images, normalize)
+    if not largest <= MAX_TEACHER_LOGIT:  # NaN fails too
+        raise ValueError(
+            f"teacher {path} ({foreign.architecture}) gives logits up to |{largest:.3g}| on the "
+            f"test split of {dataset.name}, beyond {MAX_TEACHER_LOGIT:g} (trained teachers stay "
+            "in the tens): its weights are damaged or scaled")
     if recorded is not None and result.top1 < recorded - RECORDED_TOP1_SLACK:
         log(f"warning: teacher {path} scores {recorded - result.top1:.1f} points below what its "
             "file records: were its data, image size and normalization this run's?")

@@ -525,3 +525,43 @@ def test_the_teacher_tar_itself_says_extract_it(foreign_state, digits, tmp_path)
     with pytest.raises(ValueError, match=r"tar archive.*extract it.*ckpt_epoch_240\.pth") as err:
         load_teacher(tar, digits, log=lambda s: None)
     assert "weights_only=False" not in str(err.value)
+
+
+def test_a_teacher_of_other_dataset_options_names_them(teacher, tmp_path):
+    from augkd.data import load_dataset
+    from augkd.training import load_teacher
+
+    subset = load_dataset("digits", train_subset=300)
+    with pytest.raises(ValueError, match=r"other dataset options: .*train_subset unset "
+                                         r"\(this run: 300\)"):
+        load_teacher(teacher, subset, log=lambda s: None)
+
+
+# ------------------------------------------------------------------ 12. one line, not a traceback
+@pytest.mark.parametrize("spec", ["kornia:" + "(" * 21000 + "X" + ")" * 21000,
+                                  "kornia:RandomAffine(degrees=15) | " * 2000 + "X",
+                                  "cutout(size=" + "1" * 63000 + ")"])
+def test_a_huge_spec_is_one_clear_error(spec):
+    from augkd.augment import create
+
+    with pytest.raises(ValueError, match="specs are at most 2000 characters"):
+        create(spec)
+
+
+@pytest.mark.parametrize("text, words", [("[1, 2]", "got list"),
+                                         ('{"t_stddev": ', "damaged JSON")])
+def test_a_damaged_tstddev_record_names_the_file(tmp_path, capsys, text, words):
+    from augkd.sweep.cli import main as sweep_main
+    from augkd.sweep.spec import load_spec
+
+    spec = _tiny_sweep_spec(tmp_path)
+    sweep = load_spec(spec, ["pairs=[{teacher: resnet8, student: resnet8, teacher_run: t}]"])
+    job = next(j for j in sweep.jobs() if j.kind == "tstddev")
+    record = sweep.out / job.key
+    record.parent.mkdir(parents=True)
+    record.write_text(text)
+    args = [str(spec), "--set", "pairs=[{teacher: resnet8, student: resnet8, teacher_run: t}]"]
+    for extra in (["--dry-run"], ["--collect"]):
+        assert sweep_main([*args, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(record) in err and words in err

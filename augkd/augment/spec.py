@@ -67,6 +67,18 @@ _NESTED_KEY_RE = re.compile(r"^[A-Za-z_]\w*\s*=")
 MAX_SIDE = 4096
 
 
+#: Longest spec string read (a kornia pipeline of a dozen transforms is a few hundred
+#: characters; a 63,000-character spec once overflowed the parser's recursion).
+MAX_SPEC_LENGTH = 2000
+
+
+def check_spec_length(spec: object, kind: str = "augmentation") -> None:
+    """Raise ``ValueError`` for a spec string longer than :data:`MAX_SPEC_LENGTH`."""
+    if isinstance(spec, str) and len(spec) > MAX_SPEC_LENGTH:
+        raise ValueError(f"{kind} spec of {len(spec)} characters ({spec[:40]!r}...); specs are "
+                         f"at most {MAX_SPEC_LENGTH} characters")
+
+
 def check_param(aug: str, param: str, value: object, ok: bool, allowed: str) -> None:
     """Raise ``ValueError`` naming the DA, parameter, value and allowed range unless ``ok``.
 
@@ -87,6 +99,7 @@ def parse_spec(spec: str, kind: str = "augmentation") -> tuple[str, dict[str, An
     """
     if not isinstance(spec, str):
         raise ValueError(f"{kind} spec must be a string, got {type(spec).__name__}")
+    check_spec_length(spec, kind)
     match = _SPEC_RE.match(spec)
     if match is None:
         raise ValueError(
@@ -254,6 +267,7 @@ def create(spec: str, *, per_batch: bool | None = None) -> Augmentation:
     """
     from augkd.augment.external import create_external, is_external_spec  # imports this module
 
+    check_spec_length(spec)
     if is_external_spec(spec):  # kornia:, albumentations:, module.path:Name
         return create_external(spec, per_batch=per_batch)
     cls, kwargs = _resolve(spec)

@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 
 def collect(runner: SweepRunner) -> pd.DataFrame:
     """Gather every finished run into results.csv, summary.csv and the report folders."""
+    from augkd.sweep.runner import read_tstddev_record  # runner imports this module
+
     rows = []
     tst = {}
     for job in runner.sweep.jobs():
         if job.kind == "tstddev" and runner.is_done(job):
-            rec = json.loads((runner.out / job.key).read_text())
+            rec = read_tstddev_record(runner.out / job.key)
             tst[(job.pair.name, job.aug, job.mode, job.seed)] = rec["t_stddev"]
     for job in runner.sweep.jobs():
         if job.kind != "student" or not runner.is_done(job):

@@ -24,6 +24,20 @@ from augkd.training.run import RunDir, exclusive, safe_name, try_exclusive
 from augkd.training.trainer import resolve_device
 
 
+def read_tstddev_record(path: Path) -> dict[str, Any]:
+    """A T. stddev job's JSON record; a damaged one is a SpecError naming the file."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as err:
+        raise SpecError(f"{path} is not a T. stddev record (damaged JSON: {err.msg}, line "
+                        f"{err.lineno}); remove it to measure that job again") from None
+    if not isinstance(record, dict) or not isinstance(record.get("t_stddev"), int | float):
+        raise SpecError(f"{path} is not a T. stddev record (a JSON object with a number "
+                        f"t_stddev), got {type(record).__name__}; remove it to measure that job "
+                        "again")
+    return record
+
+
 #: Spec keys that say where and how visibly a sweep runs, not what it computes.
 _RUNTIME_KEYS = ("device", "out", "progress", "tensorboard")
 
@@ -96,7 +110,7 @@ class SweepRunner:
         if job.kind == "tstddev":
             if not path.is_file():
                 return False
-            recorded = json.loads(path.read_text()).get("settings") or {}
+            recorded = read_tstddev_record(path).get("settings") or {}
             diff = [k for k, v in self.tstddev_settings(job).items() if recorded.get(k) != v]
         else:
             run = RunDir(path)

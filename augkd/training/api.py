@@ -289,10 +289,16 @@ def _check_manifest(path: Path, manifest: dict[str, Any], dataset: Dataset) -> N
     if manifest.get("in_channels") != dataset.in_channels:
         problems.append(f"{manifest.get('in_channels')} input channels, not {dataset.in_channels}")
     if manifest.get("dataset_checksum") != dataset.checksum:
+        theirs = manifest.get("dataset_options") or {}
+        theirs = theirs if isinstance(theirs, dict) else {}
+        differ = [f"{k} {theirs.get(k, 'unset')} (this run: {dataset.options.get(k, 'unset')})"
+                  for k in sorted(set(theirs) | set(dataset.options), key=str)
+                  if theirs.get(k) != dataset.options.get(k)]
         problems.append(
             f"dataset {manifest.get('dataset')!r} (checksum "
             f"{str(manifest.get('dataset_checksum'))[:12]}), not {dataset.name!r} "
             f"(checksum {dataset.checksum[:12]})"
+            + (f": other dataset options: {', '.join(differ)}" if differ else "")
         )
     if problems:
         raise ValueError(f"teacher {path} does not fit this dataset: it has {'; '.join(problems)}")

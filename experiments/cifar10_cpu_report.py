@@ -409,15 +409,32 @@ def timing_text(facts: dict | None, walls: dict) -> str:
 # Figures
 
 
-def scatter_png(table: pd.DataFrame, corr: dict, n_seeds: int, path: Path) -> None:
+def _frame(annotation, name: str) -> None:
+    """Outline a point's label in the point's colour, so it is read as that point's."""
+    box = annotation.get_bbox_patch()
+    box.set_edgecolor(DA_COLOURS.get(name, "0.3"))
+    box.set_linewidth(1.3)
+    box.set_alpha(1.0)
+
+
+def scatter_png(table: pd.DataFrame, corr: dict, n_seeds: int, path: Path,
+                band: float = 0.2) -> None:
     """T. stddev against S. test loss, one point per DA (mean ± seed std), with a zoomed panel
-    for the DAs whose points crowd the middle; every label on a leader line where needed."""
+    for the DAs whose T. stddev lies within ``band`` x its range of the median (the crowded
+    middle); every label on a leader line where its point is crowded.
+
+    Args:
+        table: one row per DA (index: the DA's name) with ``t_stddev``, ``t_stddev_std``,
+            ``s_test_loss`` and ``s_test_loss_std``.
+        corr: ``{"pearson" | "spearman" | "kendall": {"r", "p", ...}}`` across the DAs.
+        n_seeds: seeds behind each mean (for the legend).
+        path: the PNG to write.
+    """
     x = table["t_stddev"].to_numpy() * 100
     y = table["s_test_loss"].to_numpy()
     xe, ye = table["t_stddev_std"].to_numpy() * 100, table["s_test_loss_std"].to_numpy()
     names = list(table.index)
-    median = np.median(x)
-    crowded = np.abs(x - median) < 0.1  # within 0.001 of the median T. stddev
+    crowded = np.abs(x - np.median(x)) < band * np.ptp(x)
     fig = Figure(figsize=(10.5, 5.4), dpi=150, layout="constrained")
     FigureCanvasAgg(fig)
     full, zoom = fig.subplots(1, 2, width_ratios=[1.05, 1.0])
@@ -433,22 +450,34 @@ def scatter_png(table: pd.DataFrame, corr: dict, n_seeds: int, path: Path) -> No
     full.plot(xs, intercept + slope * xs, ls="--", lw=1.1, color="0.45", zorder=1)
     full.margins(x=0.12, y=0.1)
     full.set_ylabel("S. test loss")
-    lo_x, hi_x = x[crowded].min() - 0.012, x[crowded].max() + 0.012
-    lo_y, hi_y = (y - ye)[crowded].min() - 0.002, (y + ye)[crowded].max() + 0.002
+    pad_x = max(0.15 * float(np.ptp(x[crowded])), 0.01)
+    pad_y = max(0.2 * float(np.ptp(y[crowded])), 0.003)
+    lo_x, hi_x = x[crowded].min() - pad_x, x[crowded].max() + pad_x
+    lo_y, hi_y = y[crowded].min() - pad_y, y[crowded].max() + pad_y
     full.add_patch(Rectangle((lo_x, lo_y), hi_x - lo_x, hi_y - lo_y, fill=False, lw=0.9,
                              ls=":", color="0.3", zorder=1))
-    full.annotate("enlarged on the right", (hi_x, lo_y), xytext=(6, 0), textcoords="offset points",
-                  fontsize=8.5, color="0.3")
+    full.annotate("enlarged on the right", (lo_x, lo_y), xytext=(0, -4), va="top",
+                  textcoords="offset points", fontsize=8.5, color="0.3", zorder=4,
+                  bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none"})
     zoom.set_xlim(lo_x, hi_x)
     zoom.set_ylim(lo_y, hi_y)
     zoom_xs = np.array([lo_x, hi_x])
     zoom.plot(zoom_xs, intercept + slope * zoom_xs, ls="--", lw=1.1, color="0.45", zorder=1)
-    zoom.set_title(f"the {int(crowded.sum())} DAs in the dotted box", fontsize=10, loc="left")
-    keep = ~crowded
-    label_points(full, x[keep], y[keep], [n for n, k in zip(names, keep, strict=True) if k], 55)
-    label_points(zoom, x[crowded], y[crowded],
-                 [n for n, c in zip(names, crowded, strict=True) if c], 45)
-    c = corr["across_das"]
+    zoom.set_title(f"the {int(crowded.sum())} DAs in the dotted box (error bars cut at the "
+                   "edges)", fontsize=10, loc="left")
+    # every marker is an obstacle for the labels of the left panel, but only the DAs outside
+    # the box keep theirs there; a label's frame takes its point's colour
+    for ann, name, inside in zip(label_points(full, x, y, names, 55), names, crowded,
+                                 strict=True):
+        if inside:
+            ann.remove()
+        else:
+            _frame(ann, name)
+    for ann, name in zip(label_points(zoom, x[crowded], y[crowded],
+                                      [n for n, c in zip(names, crowded, strict=True) if c], 45),
+                         [n for n, c in zip(names, crowded, strict=True) if c], strict=True):
+        _frame(ann, name)
+    c = corr
     fig.suptitle(f"{len(names)} DAs: Pearson r = {c['pearson']['r']:.3f} "
                  f"(p = {c['pearson']['p']:.2g}), Spearman ρ = {c['spearman']['r']:.3f} "
                  f"(p = {c['spearman']['p']:.2g}), Kendall τ = {c['kendall']['r']:.3f} "
@@ -467,18 +496,19 @@ def scatter_png(table: pd.DataFrame, corr: dict, n_seeds: int, path: Path) -> No
     fig.savefig(path, dpi=150, facecolor="white")
 
 
-def embed_png(report_html: Path, alt: str, png: Path) -> None:
-    """Put ``png`` in place of the image with ``alt`` that augkd.report embedded in its HTML
-    (same display scale as augkd.report: 96 CSS px per inch at 150 dpi)."""
+def embed_png(report_html: Path, alt: str, png: Path, nth: int = 0) -> None:
+    """Put ``png`` in place of the ``nth`` image with ``alt`` that augkd.report embedded in its
+    HTML (one per panel; same display scale as augkd.report: 96 CSS px per inch at 150 dpi)."""
     data = png.read_bytes()
     width, height = (round(int.from_bytes(data[i:i + 4], "big") * 96 / 150) for i in (16, 20))
     src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     tag = f'<img alt="{html.escape(alt)}" width="{width}" height="{height}" src="{src}">'
-    text, count = re.subn(rf'<img alt="{re.escape(html.escape(alt))}"[^>]*>', lambda _: tag,
-                          report_html.read_text(encoding="utf-8"), count=1)
-    if count != 1:
-        raise SystemExit(f"no image {alt!r} in {report_html}")
-    report_html.write_text(text, encoding="utf-8")
+    text = report_html.read_text(encoding="utf-8")
+    found = list(re.finditer(rf'<img alt="{re.escape(html.escape(alt))}"[^>]*>', text))
+    if len(found) <= nth:
+        raise SystemExit(f"no image {alt!r} number {nth + 1} in {report_html}")
+    hit = found[nth]
+    report_html.write_text(text[:hit.start()] + tag + text[hit.end():], encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,7 +685,8 @@ def write_report(out: Path, results: pd.DataFrame, spec: dict, joint: pd.DataFra
         build_report(folders, out, title="CIFAR-10 (JPEG q75, 16 px, 5,000 training images): "
                      f"{pair['teacher']} → {pair['student']}, per-batch mode")
     scatter = out / "resnet20-resnet8-manual-per-batch-e15-scatter.png"
-    scatter_png(tables["per_da"], tables["correlations"], results["seed"].nunique(), scatter)
+    scatter_png(tables["per_da"], tables["correlations"]["across_das"],
+                results["seed"].nunique(), scatter)
     embed_png(out / "report.html", SCATTER_ALT, scatter)
     (out / "README.md").write_text(
         readme(tables, results, spec, machine=machine, teacher=teacher, timing=timing,

@@ -42,11 +42,15 @@ TITLE = ("CIFAR-10 (JPEG q75, 16 px, 5,000 training images): 9 built-in + 4 korn
 
 
 def ranking(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean and seed std (ddof 1) of T. stddev per DA, lowest first, as augkd.rank writes it."""
-    g = per_seed.groupby("aug", sort=False)["t_stddev"]
-    table = pd.DataFrame({"t_stddev": g.mean(), "t_stddev_std": g.std(ddof=1),
-                          "n_seeds": g.size()}).sort_values("t_stddev", kind="stable")
-    table = table.reset_index()
+    """Mean and seed std (ddof 1) per DA of T. stddev and, where measured, the students' test
+    loss and accuracy, lowest T. stddev first: the results.csv augkd.rank wrote (2026-12)."""
+    g = per_seed.groupby("aug", sort=False)
+    columns = {}
+    for name in ("t_stddev", "s_test_loss", "s_test_acc"):
+        if name in per_seed:
+            columns[name], columns[f"{name}_std"] = g[name].mean(), g[name].std(ddof=1)
+    columns["n_seeds"] = g.size()
+    table = pd.DataFrame(columns).sort_values("t_stddev", kind="stable").reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
 

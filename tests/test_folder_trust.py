@@ -565,3 +565,75 @@ def test_a_damaged_tstddev_record_names_the_file(tmp_path, capsys, text, words):
         assert sweep_main([*args, *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and str(record) in err and words in err
+
+
+# ------------------------------------------------------------------ 11. workers die with their parent
+_SLEEPER = """
+import os, sys, time
+folder = sys.argv[1]
+worker = sys.argv[sys.argv.index("--worker-id") + 1]
+open(os.path.join(folder, f"worker-{worker}.pid"), "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+_PARENT = """
+import sys
+from augkd.cli import run_worker_processes
+run_worker_processes("augkd_sleeper", [sys.argv[1]], 2, what="test", rerun="-",
+                     cpu_threads=False)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_workers_die_with_their_parent(tmp_path, signal_name):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "augkd_sleeper.py").write_text(_SLEEPER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get(
+        "PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path)], env=env)
+    pid_files = [tmp_path / f"worker-{i}.pid" for i in range(2)]
+    deadline = time.monotonic() + 60
+    while not all(p.is_file() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and parent.poll() is None, "workers did not start"
+        time.sleep(0.05)
+    workers = [int(p.read_text()) for p in pid_files]
+    parent.send_signal(getattr(signal, signal_name))
+    parent.wait(timeout=60)
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in workers if _alive(pid)]
+    for pid in survivors:  # do not leave them behind even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"workers {survivors} outlived their parent ({signal_name})"
+
+
+def test_a_failed_sweep_worker_still_collects_what_finished(tmp_path, monkeypatch, capsys):
+    from augkd import cli
+    from augkd.sweep import cli as sweep_cli
+
+    def killed(*args, **kwargs):
+        raise cli.WorkersFailedError("sweep worker(s) 1 failed (exit codes -9); rerun the sweep")
+
+    monkeypatch.setattr(sweep_cli, "run_worker_processes", killed)
+    spec = _tiny_sweep_spec(tmp_path)
+    pairs = "pairs=[{teacher: resnet8, student: resnet8, teacher_run: none}]"
+    assert sweep_cli.main([str(spec), "--workers", "2", "--set", pairs, "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["error: sweep worker(s) 1 failed (exit codes -9); rerun the sweep"]
+    assert (tmp_path / "sweep" / "results.csv").is_file()

@@ -30,7 +30,7 @@ from augkd.models import (
     load_foreign,
     read_checkpoint_file,
 )
-from augkd.models.checkpoint import MAX_TEACHER_LOGIT, max_abs_logit
+from augkd.models.checkpoint import MAX_TEACHER_LOGIT, check_tensors, max_abs_logit
 from augkd.models.quant import quantize_model
 from augkd.training import distributed
 from augkd.training.checkpoint import (
@@ -274,6 +274,7 @@ def load_weights(model: nn.Module, state: dict[str, Any], path: Path, architectu
     weights = state.get("model")
     if not isinstance(weights, dict):
         raise ValueError(f"{path} holds no model weights (key 'model')")
+    check_tensors(weights, path)  # -inf in a bias would only show as a student's NaN loss
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:  # missing/unexpected keys or a wrong tensor shape

@@ -1,0 +1,185 @@
+"""Every committed report's tables, rebuilt from the raw files committed beside them.
+
+Each report folder under ``reports/`` holds its raw data (per-run or per-seed CSVs, a log, a
+summary) and the tables made from them. These tests rebuild the tables with the same functions
+the report scripts (``experiments/*_report.py``) use and compare them with the committed files,
+so a report stays reproducible from what is in the repository. The CSVs hold floats at full
+precision, so numbers must agree to 1e-9 relative; the Markdown tables, which round, must appear
+in the READMEs exactly as the functions print them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REPORTS = REPO / "reports"
+RTOL, ATOL = 1e-9, 1e-12
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    """The report scripts of experiments/, imported as modules (they import each other)."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    try:
+        yield {name: importlib.import_module(f"{name}_report") for name in
+               ("cifar10_cpu", "temperature", "tuning", "distillers", "external_da", "digits")}
+    finally:
+        sys.path.remove(str(REPO / "experiments"))
+
+
+def assert_same_table(built: pd.DataFrame, committed: pd.DataFrame, where: str) -> None:
+    """Same columns and rows; numbers equal to RTOL (NaN equals NaN), other cells equal."""
+    built, committed = built.reset_index(drop=True), committed.reset_index(drop=True)
+    assert list(built.columns) == list(committed.columns), where
+    assert len(built) == len(committed), where
+    for column in committed.columns:
+        b, c = built[column], committed[column]
+        if pd.api.types.is_numeric_dtype(c) and pd.api.types.is_numeric_dtype(b):
+            np.testing.assert_allclose(b.to_numpy(float), c.to_numpy(float), rtol=RTOL,
+                                       atol=ATOL, equal_nan=True, err_msg=f"{where}: {column}")
+        else:  # a CSV reads an empty cell back as NaN
+            assert [_cell(v) for v in b] == [_cell(v) for v in c], f"{where}: {column}"
+
+
+def _cell(value) -> str | None:
+    return None if pd.isna(value) or value == "" else str(value)
+
+
+def assert_same_numbers(built, committed, where: str) -> None:
+    """Nested dicts / lists of numbers equal to RTOL, with the same keys."""
+    if isinstance(committed, dict):
+        assert set(built) == set(committed), where
+        for key in committed:
+            assert_same_numbers(built[key], committed[key], f"{where}.{key}")
+    elif isinstance(committed, float) and math.isnan(committed):
+        assert math.isnan(built), where
+    else:
+        assert built == pytest.approx(committed, rel=RTOL, abs=ATOL), where
+
+
+def read_csv_index(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, index_col=0)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_cifar10_cpu_joint_runs_are_those_of_the_log(scripts):
+    folder = REPORTS / "cifar10-cpu"
+    built = scripts["cifar10_cpu"].joint_runs_from_log((folder / "study.log").read_text())
+    committed = pd.read_csv(folder / "joint_results.csv")
+    assert len(committed) == 27  # 9 DAs x 3 seeds
+    assert_same_table(built, committed, "joint_results.csv")
+
+
+def test_cifar10_cpu_tables(scripts):
+    module, folder = scripts["cifar10_cpu"], REPORTS / "cifar10-cpu"
+    results = pd.read_csv(folder / "results.csv")
+    joint = pd.read_csv(folder / "joint_results.csv")
+    tables = module.build_tables(results, "t_stddev_per-batch", joint)
+    per_da = read_csv_index(folder / "per_da.csv")
+    assert_same_table(tables["per_da"].reset_index(), per_da.reset_index(), "per_da.csv")
+    assert_same_numbers(tables["correlations"],
+                        json.loads((folder / "correlations.json").read_text()),
+                        "correlations.json")
+    effect = json.loads((folder / "effect_vs_noise.json").read_text())
+    walls = effect.pop("wall_seconds")
+    assert_same_numbers(tables["effect_vs_noise"], effect, "effect_vs_noise.json")
+    facts = module.log_facts((folder / "study.log").read_text())
+    assert walls["main"] == facts["main_elapsed_s"] == 6102.0  # 1:41:42 in study.log
+    assert walls["joint"] == 1919.0  # 22:45:51 -> 23:17:50
+    assert_same_table(tables["joint"], pd.read_csv(folder / "joint_forward_ablation.csv"),
+                      "joint_forward_ablation.csv")
+    readme = (folder / "README.md").read_text()
+    for table in (module.da_table_md(tables["per_da"]),
+                  module.correlation_md(tables["correlations"]),
+                  module.joint_md(tables["joint"])):
+        assert table in readme
+
+
+def test_cifar10_cpu_teacher_is_the_one_of_its_log(scripts):
+    folder = REPORTS / "cifar10-cpu"
+    teacher = scripts["cifar10_cpu"].log_facts((folder / "study.log").read_text())["teacher"]
+    assert (teacher["model"], teacher["test_top1"], teacher["test_loss"]) == \
+        ("resnet20", 60.24, 1.1441)
+    assert "test top-1 60.24 % (loss 1.1441)" in (folder / "README.md").read_text()
+
+
+def test_temperature_cpu_tables(scripts):
+    module, folder = scripts["temperature"], REPORTS / "temperature-cpu"
+    tables = module.build_tables(pd.read_csv(folder / "results.csv"))
+    assert_same_table(tables["table"], pd.read_csv(folder / "table.csv"), "table.csv")
+    assert_same_table(tables["t2_ablation"], pd.read_csv(folder / "t2_ablation.csv"),
+                      "t2_ablation.csv")
+    assert_same_table(tables["vs_labels"], pd.read_csv(folder / "vs_labels.csv"),
+                      "vs_labels.csv")
+    assert tables["table_md"] == (folder / "table.md").read_text()
+    readme = (folder / "README.md").read_text()
+    for block in tables["readme"].split("\n\n"):
+        assert block.strip() in readme
+    # the README's count of T^2 gaps at Welch p < 0.05, and their common sign
+    t2 = tables["t2_ablation"]
+    assert (t2["welch_p"] < 0.05).sum() == 1 and (t2["difference"] > 0).all()
+
+
+def test_tuning_cpu_tables(scripts):
+    module, folder = scripts["tuning"], REPORTS / "tuning-cpu"
+    tables = module.build_tables(pd.read_csv(folder / "runs.csv"))
+    assert_same_table(tables["table"], pd.read_csv(folder / "table.csv"), "table.csv")
+    assert_same_table(tables["vs_agb"], pd.read_csv(folder / "vs_agb.csv"), "vs_agb.csv")
+    assert tables["table_md"] == (folder / "table.md").read_text()
+    assert tables["readme"] in (folder / "README.md").read_text()
+
+
+def test_distillers_cpu_tables(scripts):
+    module, folder = scripts["distillers"], REPORTS / "distillers-cpu"
+    results = pd.read_csv(folder / "results.csv")
+    table, wins = module.build_tables(results)
+    assert_same_table(table, pd.read_csv(folder / "table.csv"), "table.csv")
+    assert_same_table(wins, pd.read_csv(folder / "wins.csv"), "wins.csv")
+    markdown = module.markdown(table, wins)
+    assert markdown == (folder / "table.md").read_text()
+    assert markdown.split("\n\n")[0] in (folder / "README.md").read_text()
+    summary = json.loads((folder / "summary.json").read_text())
+    summary.pop("teacher", None)
+    assert module.summarize(results, table, wins) == summary
+
+
+def test_external_da_cpu_tables(scripts):
+    module, folder = scripts["external_da"], REPORTS / "external-da-cpu"
+    tables = module.build_tables(pd.read_csv(folder / "per_seed.csv"))
+    assert_same_table(tables["results"], pd.read_csv(folder / "results.csv"), "results.csv")
+    assert_same_table(tables["neighbours"], pd.read_csv(folder / "neighbours.csv"),
+                      "neighbours.csv")
+    assert tables["readme"] in (folder / "README.md").read_text()
+
+
+@pytest.mark.parametrize("mode", ["per-image", "per-batch"])
+def test_digits_tables(scripts, mode):
+    from augkd.metrics import correlations
+
+    folder = REPORTS / "digits" / "resnet20-resnet8" / mode
+    table = scripts["external_da"].ranking(pd.read_csv(folder / "per_seed.csv"))
+    assert_same_table(table, pd.read_csv(folder / "results.csv"), f"digits {mode} results.csv")
+    summary = json.loads((folder / "summary.json").read_text())
+    built = correlations(table["t_stddev"].to_numpy(), table["s_test_loss"].to_numpy())
+    for name in ("pearson", "spearman", "kendall"):
+        assert_same_numbers(built[name], summary[name], f"digits {mode} {name}")
+
+
+def test_every_figure_a_readme_shows_is_committed():
+    readmes = sorted(REPORTS.glob("*/README.md"))
+    assert len(readmes) >= 5
+    for readme in readmes:
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme.read_text()):
+            assert (readme.parent / target).is_file(), f"{readme}: {target}"

@@ -60,6 +60,12 @@ DA_COLOURS = dict(zip(["identity", "flip", "crop+flip", "cutout", "autoaugment",
 #: Null comparisons simulated for the false-pass rate of the "beyond 2 SE" rule.
 NULL_DRAWS = 400_000
 SCATTER_ALT = "T. stddev vs S. test loss"
+#: what became of the committed study's teacher folder (the later studies' READMEs say more)
+COMMITTED_TEACHER_NOTE = (
+    " Later CPU studies read the same folder after a resnet20 was retrained there "
+    "(external-da-cpu records 61.55 % for it; temperature-cpu and tuning-cpu used the same run "
+    "by their author's account; for distillers-cpu it is not recorded which): this 60.24 % run "
+    "is the teacher of this report only.")
 
 _JOINT_JOB = re.compile(r"^\[worker \d+\] \[(?P<job>\d+)/\d+\] students/(?P<pair>[^/]+)/"
                         r"(?P<aug>[^/]+)/(?P<balancer>[a-z]+)-(?P<mode>per-[a-z]+)-e(?P<epochs>\d+)"
@@ -367,7 +373,7 @@ def per_image_text(per_image: pd.DataFrame) -> tuple[str, pd.DataFrame, dict]:
     return text, table, corr
 
 
-def teacher_text(teacher: dict | None, spec: dict, model: str) -> str:
+def teacher_text(teacher: dict | None, spec: dict, model: str, note: str = "") -> str:
     options = spec["dataset"].get("options", {})
     seed = spec.get("teacher", {}).get("seed")
     seed_text = (f"seed {seed}" if seed is not None else
@@ -382,25 +388,34 @@ def teacher_text(teacher: dict | None, spec: dict, model: str) -> str:
             else "")
     return (f"{model}, {spec['teacher']['epochs']} epochs on {data}, {seed_text}: test top-1 "
             f"{teacher['test_top1']:.2f} % (loss {teacher['test_loss']:.4f}){took}; run "
-            f"`{teacher['run']}` (from `{source}`). This run is the teacher of this report only: "
-            "the later CPU studies that name the same folder used a resnet20 retrained there "
-            "(see their READMEs).")
+            f"`{teacher['run']}` (from `{source}`).{note}")
+
+
+def walls_from_log(facts: dict) -> dict[str, float]:
+    """Seconds per sweep from study.log: the main sweep by /usr/bin/time's elapsed wall clock
+    where the log has it, else (and every other stage) between the date stamps around it."""
+    walls: dict[str, float] = {}
+    for name, seconds in facts["stages"].items():
+        key = name.split()[0].replace("-", "_")  # "main (per-batch, ...)" -> "main"
+        walls[key] = walls.get(key, 0.0) + seconds
+    if facts.get("main_elapsed_s"):
+        walls["main"] = facts["main_elapsed_s"]
+    return walls
 
 
 def timing_text(facts: dict | None, walls: dict) -> str:
-    if facts and facts.get("main_elapsed_s"):
-        stages = facts["stages"]
-        main_s = facts["main_elapsed_s"]
-        t = facts.get("teacher") or {}
-        teacher_part = (f", of which the teacher {t['job_seconds'] / 60:.1f} min"
-                        if t.get("job_seconds") else "")
-        joint = next((v for k, v in stages.items() if k.startswith("joint")), None)
-        joint_part = (f"; joint sweep {joint / 60:.1f} min (between the log's date stamps)"
-                      if joint else "")
-        return (f"main sweep (teacher, 45 students, 45 T. stddev measurements) "
-                f"{main_s / 60:.1f} min (`/usr/bin/time`'s elapsed wall clock in `study.log`)"
-                f"{teacher_part}{joint_part}. What else ran on the machine at the time is not "
-                "recorded")
+    if facts and facts["stages"]:
+        stages = "; ".join(f"{name} {seconds / 60:.1f} min"
+                           for name, seconds in facts["stages"].items())
+        text = f"between the date stamps of `study.log`: {stages}"
+        if facts.get("main_elapsed_s"):
+            t = facts.get("teacher") or {}
+            teacher_part = (f", of which the teacher {t['job_seconds'] / 60:.1f} min"
+                            if t.get("job_seconds") else "")
+            text += (f". `/usr/bin/time`'s elapsed wall clock of the main sweep (teacher, 45 "
+                     f"students, 45 T. stddev measurements): {facts['main_elapsed_s'] / 60:.1f} "
+                     f"min{teacher_part}")
+        return text + ". What else ran on the machine at the time is not recorded"
     parts = "; ".join(f"{k.replace('_', '-')} sweep {v / 60:.1f} min" for k, v in walls.items())
     return f"{parts} (from the first to the last file written in each sweep folder)"
 
@@ -707,13 +722,13 @@ def from_committed(folder: Path) -> dict:
     log = (folder / "study.log").read_text()
     joint = pd.read_csv(folder / "joint_results.csv")
     facts = log_facts(log)
-    walls = {"main": facts["main_elapsed_s"],
-             **{"joint": v for k, v in facts["stages"].items() if k.startswith("joint")}}
+    walls = walls_from_log(facts)
     machine = json.loads((folder / "machine.json").read_text())["machine"]
     per_image = folder / "per_image_results.csv"
     return write_report(
         folder, results, spec, joint, machine=machine,
-        teacher=teacher_text(facts["teacher"], spec, spec["pairs"][0]["teacher"]),
+        teacher=teacher_text(facts["teacher"], spec, spec["pairs"][0]["teacher"],
+                             note=COMMITTED_TEACHER_NOTE),
         timing=timing_text(facts, walls), walls=walls,
         source="the raw files committed beside it (`--from-committed`)",
         per_image=pd.read_csv(per_image) if per_image.is_file() else None)
@@ -761,8 +776,7 @@ def main() -> None:
     if args.log and args.log.is_file():
         shutil.copy(args.log, out / "study.log")
         facts = log_facts(args.log.read_text())
-        walls = {**walls, "main": facts["main_elapsed_s"] or walls["main"],
-                 **{"joint": v for k, v in facts["stages"].items() if k.startswith("joint")}}
+        walls = {**walls, **walls_from_log(facts)}
         if facts["teacher"]:
             teacher["job_seconds"] = facts["teacher"]["job_seconds"]
     machine = machine_description()

@@ -637,3 +637,155 @@ def test_a_failed_sweep_worker_still_collects_what_finished(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == ["error: sweep worker(s) 1 failed (exit codes -9); rerun the sweep"]
     assert (tmp_path / "sweep" / "results.csv").is_file()
+
+
+def test_an_augkd_teacher_with_inf_in_a_bias_is_named(foreign_state, digits, tmp_path, teacher):
+    import torch
+
+    from augkd.training import load_teacher
+
+    saved = torch.load(teacher / "model.pt", weights_only=True)
+    saved["model"]["fc.bias"] = saved["model"]["fc.bias"].clone()
+    saved["model"]["fc.bias"][3] = float("-inf")
+    (tmp_path / "t").mkdir()
+    torch.save(saved, tmp_path / "t" / "model.pt")
+    with pytest.raises(ValueError, match=r"model.pt: tensor 'fc.bias' holds non-finite values"):
+        load_teacher(tmp_path / "t", digits, log=lambda s: None)
+
+
+# ------------------------------------------------------------------ a real database for studies
+def _find_postgres_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A PostgreSQL server for the test: ``AUGKD_TEST_POSTGRES_URL`` if set, else a throwaway
+    cluster started with Debian's initdb / pg_ctl (as the ``postgres`` user under root) on a
+    Unix socket in a temporary folder; skipped with the reason where neither can be had."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    given = os.environ.get("AUGKD_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("no PostgreSQL driver: pip install \"augkd[postgres]\" (psycopg)")
+    initdb, pg_ctl = _find_postgres_bin("initdb"), _find_postgres_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("no PostgreSQL server (initdb, pg_ctl): apt-get install postgresql "
+                    "(.ci/run installs it)")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root
+        import pwd
+
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    base = Path(tempfile.mkdtemp(prefix="augkd-pg-"))
+    data, sockets = base / "data", base / "run"
+    sockets.mkdir()
+    if as_user:
+        for path in (base, sockets):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    base.chmod(0o755)
+    log = base / "server.log"
+    try:
+        subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "augkd",
+                        "--no-sync"], check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60",
+                        "-o", f"-k {sockets} -c listen_addresses='' -p 5433", "start"],
+                       check=True, capture_output=True, timeout=120)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {err} {detail.decode()[-300:]}")
+    try:
+        yield f"postgresql+psycopg://augkd@/postgres?host={sockets}&port=5433"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _worker_pids(parent: int) -> dict[int, int]:
+    """``{worker id: pid}`` of the tune workers started by ``parent`` (from /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.split(")")[-1].split()[1]) == parent and b"--worker-id" in args:
+            found[int(args[args.index(b"--worker-id") + 1])] = int(entry.name)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_two_tune_workers_on_postgresql_survive_a_killed_worker(teacher, tmp_path,
+                                                                postgres_url):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from augkd.tune.search import _retries_of
+
+    out = tmp_path / "pg"
+    args = _tune_args(teacher, out, "--epochs", "3", "--trials", "4", "--sampler", "random",
+                      "--workers", "2", "--heartbeat", "1", "--storage", postgres_url,
+                      "--study-name", f"pg-{os.getpid()}-{time.monotonic_ns()}")
+    parent = subprocess.Popen([sys.executable, "-m", "augkd.tune", *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    killed = None
+    while killed is None:
+        assert parent.poll() is None and time.monotonic() < deadline, parent.stderr.read()
+        workers = _worker_pids(parent.pid)
+        started = [p for p in (out / "trials").glob("trial-*/metrics.jsonl")
+                   if p.read_text().strip()]
+        if started and 1 in workers:
+            os.kill(workers[1], signal.SIGKILL)  # mid-trial: its heartbeat stops
+            killed = workers[1]
+        time.sleep(0.05)
+    code = parent.wait(timeout=600)
+    err = parent.stderr.read().decode()
+    assert code == 1 and "worker(s) 1 failed" in err, err
+    assert (out / "trials.csv").is_file()  # what finished, written though a worker died
+    # the next run collects the finished study
+    from augkd.tune.cli import main as tune_main
+
+    assert tune_main(args) == 0
+    study = optuna.load_study(study_name=args[args.index("--study-name") + 1],
+                              storage=postgres_url)
+    done = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(done) >= 4
+    folders = [t.user_attrs["folder"] for t in done]
+    assert len(set(folders)) == len(folders)  # each trial once, one folder each
+    for stale in study.get_trials(states=(TrialState.FAIL,)):
+        assert len(_retries_of(study, stale.number)) <= 1
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["complete"] == len(done)

@@ -132,7 +132,7 @@ def _tiny_sweep_spec(tmp_path: Path) -> Path:
     return path
 
 
-# ------------------------------------------------------------------ 3. only the command line downloads
+# -------------------------------------------------------------- 3. only the command line downloads
 def test_a_resumed_config_starts_no_download(tmp_path, monkeypatch, capsys):
     from torchvision.datasets import utils
 
@@ -355,7 +355,7 @@ def test_a_damaged_tune_yaml_is_one_line(tmp_path, capsys, text, words):
     assert len(err.splitlines()) == 1 and words in err and "tune.yaml" in err
 
 
-# ------------------------------------------------------------------ 5. rank --validate reuses only matching runs
+# ---------------------------------------------------- 5. rank --validate reuses only matching runs
 def test_rank_validate_refuses_finished_students_of_other_settings(teacher, tmp_path, capsys):
     from augkd.rank import main as rank_main
 
@@ -371,7 +371,7 @@ def test_rank_validate_refuses_finished_students_of_other_settings(teacher, tmp_
     assert len(err.splitlines()) == 1
 
 
-# ------------------------------------------------------------------ 7, 10. sweeps: one folder, one spec
+# ------------------------------------------------------------- 7, 10. sweeps: one folder, one spec
 def test_two_da_specs_that_map_to_one_job_folder_are_refused_at_spec_time(tmp_path):
     from augkd.sweep.spec import SpecError, load_spec
 
@@ -567,7 +567,7 @@ def test_a_damaged_tstddev_record_names_the_file(tmp_path, capsys, text, words):
         assert len(err.splitlines()) == 1 and str(record) in err and words in err
 
 
-# ------------------------------------------------------------------ 11. workers die with their parent
+# --------------------------------------------------------------- 11. workers die with their parent
 _SLEEPER = """
 import os, sys, time
 folder = sys.argv[1]

@@ -1350,6 +1350,158 @@ def _explicit() -> dict[str, list[Any]]:
 }
 
 
+# ----------------------------------------------------------------------------------------------
+# the trust surfaces: folders read back, report values, foreign checkpoints
+
+PLANTED = "augkd_fuzz_planted"  # a module beside the folder; importing it writes a marker
+_ALLOWED_MODULES = ("augkd", "kornia", "albumentations")
+
+
+def _external_module(spec: Any) -> str | None:
+    """The module a ``module.path:Class`` spec would import, None for other specs."""
+    if not isinstance(spec, str):
+        return None
+    match = re.match(r"^\s*([A-Za-z_][\w.]*)\s*(?:\([^()]*\))?\s*:", spec)
+    return match.group(1) if match else None
+
+
+@st.composite
+def folder_inputs(draw) -> tuple[Any, dict]:
+    """A DA spec and dataset options planted in a run folder's config.yaml."""
+    spec = draw(st.sampled_from([
+        f"{PLANTED}:X", f"{PLANTED}:X(a=1)", f"{PLANTED}.sub:Y", f" {PLANTED} :X",
+        f"{PLANTED}(workers=2):X", "os:system", "subprocess:Popen", "builtins:eval",
+        "this:X", "antigravity:X", "augkd.augment.erase:Cutout(size=4)",
+        "kornia:RandomAffine(degrees=15)", "albumentations:HorizontalFlip(p=1.0)",
+        f"kornia:{PLANTED}", "flip", "cutmix",
+    ]) | da_specs())
+    options = draw(st.sampled_from([{}, {"download": True}, {"download": "yes"},
+                                    {"resize": 16}, {"download": True, "resize": 1}]))
+    return spec, options
+
+
+def _check_folder(item: tuple[Any, dict], tmp: Path, timeout: float) -> Record:
+    from augkd.training import TrainConfig
+    from augkd.training.run import RunDir
+
+    spec, options = item
+    folder = tmp / "run"
+    folder.mkdir(exist_ok=True)
+    config = TrainConfig(role="student", model="resnet8", teacher="t", epochs=1).to_dict()
+    config.update(aug=spec, dataset_options=options)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True),
+                                        encoding="utf-8")
+    marker = tmp / f"{PLANTED}.ran"
+    (tmp / f"{PLANTED}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp / PLANTED).mkdir(exist_ok=True)
+    (tmp / PLANTED / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp / PLANTED / "sub.py").write_text("")
+    sys.path.insert(0, str(tmp))
+    for name in [m for m in sys.modules if m.split(".")[0] == PLANTED]:
+        del sys.modules[name]
+
+    def call() -> Any:
+        try:
+            return RunDir(folder).read_config()
+        finally:
+            if marker.exists():
+                marker.unlink()
+                raise RuntimeError(f"IMPORTED {PLANTED} from a folder (spec {spec!r})")
+
+    module = _external_module(spec)
+    problems = None
+    if module is not None and module.split(".")[0] not in _ALLOWED_MODULES:
+        problems = [f"a folder's spec imports {module}"]
+    try:
+        return classify("folder", f"config.yaml aug={spec!r} dataset_options={options!r}", call,
+                        problems, lambda cfg: (["download kept"] if "download" in
+                                               cfg.dataset_options else []), timeout)
+    finally:
+        sys.path.remove(str(tmp))
+
+
+HOSTILE_TEXT = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>", "![x](http://h/t.png)",
+                "[c](javascript:alert(1))", "<a href='x'>y</a>", "**b** _e_ `c`", "http://bare.x",
+                "www.x.com", "# h", "1. l", "- l", "> q", "&lt;i&gt;", "a|b", "~~s~~", "\\<b>",
+                "<!-- c -->", "<http://a.b>", "[r]: http://x", "$\\frac{$", "line\nbreak"]
+
+
+@st.composite
+def report_values(draw) -> list[str]:
+    pick = st.sampled_from(HOSTILE_TEXT) | st.text(max_size=40)
+    return draw(st.lists(pick | st.builds(lambda a, b: a + b, pick, pick), min_size=3,
+                         max_size=3))
+
+
+def _report_problems(rendered: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    allowed = {"h2", "p", "table", "thead", "tbody", "tr", "th", "td"}  # the report's own
+    found: list[str] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag not in allowed or any(k not in ("align", "style") for k, _ in attrs):
+                found.append(f"<{tag} {attrs}> in the rendered report.md")
+
+    Tags().feed(rendered)
+    return found
+
+
+def _check_report(values: list[str], tmp: Path, timeout: float) -> Record:
+    import markdown
+    import pandas as pd
+
+    from augkd.report.render import _markdown_table, _md
+
+    def call() -> str:
+        table = pd.DataFrame({"aug": [values[0]], values[1]: [values[2]]})
+        text = "\n\n".join([f"## {_md(values[0])}", _md(values[1]), _markdown_table(table)])
+        return markdown.markdown(text, extensions=["tables"])
+
+    return classify("report-md", f"report.md of {values!r}", call, None, _report_problems,
+                    timeout)
+
+
+@st.composite
+def checkpoint_changes(draw) -> tuple[str, str, str]:
+    key = draw(st.sampled_from(["fc.weight", "fc.bias", "conv1.weight", "bn1.running_var"]))
+    dtype = draw(st.sampled_from(["float32", "float16", "float64", "bfloat16", "int64", "int8",
+                                  "bool", "complex64", "sparse"]))
+    value = draw(st.sampled_from(["as is", "nan", "inf", "-inf", "x1e30", "zeros"]))
+    return key, dtype, value
+
+
+def _check_checkpoint(item: tuple[str, str, str], tmp: Path, timeout: float) -> Record:
+    import torch
+
+    from augkd.models import create_model
+    from augkd.models.checkpoint import load_foreign
+
+    key, dtype, value = item
+    state = create_model("resnet8", 10, 1).state_dict()
+    tensor = state[key].clone()
+    if value in ("nan", "inf", "-inf"):
+        tensor.view(-1)[0] = float(value)
+    elif value == "x1e30":
+        tensor = tensor * 1e30
+    elif value == "zeros":
+        tensor = torch.zeros_like(tensor)
+    tensor = tensor.to_sparse() if dtype == "sparse" else tensor.to(getattr(torch, dtype))
+    state[key] = tensor
+    problems = []
+    if dtype in ("int64", "int8", "bool", "complex64", "sparse"):
+        problems.append(f"{key} is {dtype}")
+    if value in ("nan", "inf", "-inf") and dtype not in ("int64", "int8", "bool"):
+        problems.append(f"{key} holds {value}")
+    if value == "x1e30" and dtype in ("float16", "bfloat16"):
+        problems.append(f"{key} overflows {dtype}")  # inf after the cast
+    path = tmp / "ckpt.pth"
+    return classify("checkpoint", f"resnet8 state with {key} {dtype} {value}",
+                    _quiet(lambda: load_foreign({"model": state}, path, 10, 1)), problems, None,
+                    timeout)
+
+
 class _Special(str):
     """A marker for the yaml target: a path that is not a file."""
 
@@ -1368,6 +1520,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            train_argv, _check_cli_train),
     Target("cli-rank", "`augkd.rank.RankConfig` from `augkd.rank.build_parser()` argv",
            rank_argv, _check_cli_rank),
+    Target("folder", "a planted run folder's config.yaml -> `RunDir.read_config()`",
+           folder_inputs, _check_folder),
+    Target("report-md", "hostile values -> report.md (`_md`, `_markdown_table`) -> markdown",
+           report_values, _check_report),
+    Target("checkpoint", "odd dtypes and values -> `load_foreign` (a foreign teacher's weights)",
+           checkpoint_changes, _check_checkpoint),
 )}
 
 

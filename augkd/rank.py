@@ -10,10 +10,22 @@ trained on first use and cached, all nine DAs of the benchmark.
 
 Results folder (read by ``python -m augkd.report``)::
 
-    OUT/results.csv     one row per DA, ranked: rank, aug, t_stddev, t_stddev_std,
-                        [s_test_loss(_std), s_test_acc(_std)], n_seeds
-    OUT/summary.json    protocol, timings, and (with --validate) pearson/spearman/kendall
-    OUT/per_seed.csv    every (DA, seed) measurement before averaging
+    OUT/results.csv     one row per DA, lowest T. stddev first: rank (the position), tier,
+                        aug, t_stddev, t_stddev_se, t_stddev_std (blank with one seed),
+                        [s_test_loss(_se, _std), s_test_loss_tier, s_test_acc(_std)], n_seeds
+    OUT/summary.json    protocol, timings, uncertainty, tiers, recommended, warnings, and
+                        (with --validate) pearson/spearman/kendall, s_test_loss_tiers and
+                        effect_vs_noise (the ANOVA of the per-seed values)
+    OUT/per_seed.csv    every (DA, seed) measurement before averaging, with its one-run SE
+
+How sure the ranking is (:mod:`augkd.metrics.tiers`): every T. stddev has a standard error,
+one run's from a bootstrap over its groups, several seeds' from their spread (never below the
+one-run error); the DAs are grouped into tiers by Holm-corrected Welch tests between
+neighbours of the sorted order, and the best tier is the recommendation ("recommended: X (tied
+with Y)"). Warnings name what makes an answer weak: a teacher near chance
+(:data:`TEACHER_FLOOR`), a correlation from fewer than :data:`MIN_DAS_FOR_CORRELATION` DAs or
+students shorter than :data:`MIN_STUDENT_EPOCHS` epochs, and AGB lambdas that its held-out
+split cannot tell apart.
     OUT/tstddev/        the recorded group means of every measurement (to recompute the value)
     OUT/students/       the student runs of --validate
 
@@ -31,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -43,14 +56,38 @@ from augkd.data import Dataset, load_dataset
 from augkd.data.archive import file_sha256
 from augkd.distill import resolve_method
 from augkd.metrics import correlations, measure_t_stddev
+from augkd.metrics.tiers import (
+    ALPHA,
+    Tiers,
+    accuracy_se,
+    bootstrap_t_stddev_se,
+    describe_tiers,
+    effect_vs_noise,
+    estimate,
+    neighbour_tiers,
+)
 from augkd.models import MODELS
 from augkd.report import build_report, write_results
 from augkd.training import TrainConfig, default_lr, load_student, load_teacher, train
-from augkd.training.api import resolve_teacher_file, train_once
+from augkd.training.api import holdout_splits, resolve_teacher_file, train_once
 from augkd.training.run import RunDir, safe_name
-from augkd.training.trainer import resolve_device
+from augkd.training.trainer import Split, resolve_device
 
 MODES = ("per-image", "per-batch")
+#: The paper's student recipe, in epochs (docs/protocol.md §1).
+RECIPE_EPOCHS = 240
+#: Below this many student epochs --validate warns that its correlation may not carry over:
+#: 15 is the shortest at which this project reproduced the correlation (reports/cifar10-cpu).
+MIN_STUDENT_EPOCHS = 15
+#: A correlation across fewer DAs than this is flagged (9 in the paper; 3 is the minimum).
+MIN_DAS_FOR_CORRELATION = 6
+#: A teacher whose test top-1 is below chance + TEACHER_FLOOR x (100 % - chance) is flagged:
+#: less than halfway from chance to perfect, its probabilities sit near uniform and T. stddev
+#: may order the DAs by noise (10 classes: 55 %; 100 classes: 50.5 %).
+TEACHER_FLOOR = 0.5
+#: An AGB lambda whose held-out top-1 is within this many binomial SEs of the chosen one's is
+#: reported as indistinguishable from it.
+AGB_CLOSE_SE = 2.0
 
 
 @dataclasses.dataclass
@@ -181,7 +218,8 @@ def measure_aug(
 
 
 def needs_student_scorer(augs) -> bool:
-    """Whether any DA spec ranks a CutMix pool with the student (score student or kl)."""
+    """Whether any DA spec ranks a pool with the student: cutmixpick-s, ``pick(SPEC,
+    by=student)`` or ``by=kl``."""
     return any(getattr(create(a), "score", None) in ("student", "kl") for a in augs)
 
 
@@ -246,10 +284,12 @@ def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Pat
                 teacher_name=f"teacher {cfg.teacher}",
             )
             torch.save(result.group_means, out / "tstddev" / f"{safe_name(aug)}-{mode}-s{seed}.pt")
+            se = bootstrap_t_stddev_se(result.group_means, seed=seed)
             rows.append({"aug": aug, "seed": seed, "t_stddev": result.value,
-                         "n_groups": result.n_groups, "seconds": result.seconds})
+                         "t_stddev_se": se, "n_groups": result.n_groups,
+                         "seconds": result.seconds})
             log(f"  {mode:9s} seed {seed}  {aug:14s} T. stddev {result.value:.6f} "
-                f"({result.seconds:.1f} s)")
+                f"± {se:.6f} (SE, {result.n_groups} groups; {result.seconds:.1f} s)")
     return pd.DataFrame(rows)
 
 
@@ -278,31 +318,167 @@ def validate(cfg: RankConfig, data: Dataset, teacher_dir: Path, mode: str, out: 
                    "s_test_acc": last["test_top1"]}
             if "agb_lambda" in summary:
                 row["agb_lambda"] = summary["agb_lambda"]
+                row.update(agb_search_error(run.path / "agb_search.csv", scfg, data))
             rows.append(row)
             log(f"  student {cfg.student} {aug:14s} seed {seed}: test loss "
                 f"{last['test_loss']:.4f}, top-1 {last['test_top1']:.2f}%")
     return pd.DataFrame(rows)
 
 
-def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds, one row per DA, ranked by T. stddev (lowest first)."""
-    value_cols = [c for c in ("t_stddev", "s_test_loss", "s_test_acc") if c in per_seed]
+def agb_search_error(table_path: Path, scfg: TrainConfig, data: Dataset) -> dict[str, Any]:
+    """How far AGB's lambda search can be trusted: the held-out images each lambda was scored
+    on, the binomial SE (points) of the chosen lambda's held-out top-1, and the other lambdas
+    within :data:`AGB_CLOSE_SE` SEs of it ("/"-joined; empty when none)."""
+    if not table_path.is_file():
+        return {}
+    search = pd.read_csv(table_path)
+    held_out = len(holdout_splits(scfg, Split(data.train_images, data.train_labels))[1])
+    best = search.sort_values(["holdout_top1", "holdout_loss"],
+                              ascending=[False, True]).iloc[0]
+    se = accuracy_se(float(best["holdout_top1"]), held_out)
+    close = search[(search["lambda"] != best["lambda"])
+                   & (best["holdout_top1"] - search["holdout_top1"] <= AGB_CLOSE_SE * se)]
+    return {"agb_holdout_images": held_out, "agb_holdout_top1": float(best["holdout_top1"]),
+            "agb_holdout_se": se, "agb_close": "/".join(f"{v:g}" for v in close["lambda"])}
+
+
+def _estimates(per_seed: pd.DataFrame, column: str, run_se: str | None = None):
+    """DA -> :class:`~augkd.metrics.tiers.Estimate` of ``column`` over its seeds."""
+    return {aug: estimate(rows[column].tolist(),
+                          rows[run_se].tolist() if run_se in rows else None)
+            for aug, rows in per_seed.groupby("aug", sort=False)}
+
+
+def aggregate(per_seed: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Tiers]]:
+    """One row per DA, lowest T. stddev first, and the tiers of each measured quantity.
+
+    Columns: ``rank`` (the position), ``tier``, ``aug``, ``t_stddev`` (mean over seeds),
+    ``t_stddev_se`` (see :func:`augkd.metrics.tiers.estimate`), ``t_stddev_std`` (seed
+    spread, NaN with one seed); with students also ``s_test_loss``, ``s_test_loss_se`` and
+    ``s_test_loss_std`` and ``s_test_loss_tier`` (NaN with one seed: no noise estimate),
+    ``s_test_acc(_std)``; ``n_seeds``; ``agb_lambda`` when AGB searched. The tiers are keyed
+    ``t_stddev`` and (with two seeds or more) ``s_test_loss``.
+    """
     grouped = per_seed.groupby("aug", sort=False)
-    table = grouped[value_cols].mean()
-    stds = grouped[value_cols].std(ddof=1).fillna(0.0).add_suffix("_std")
-    table = table.join(stds)
-    table["n_seeds"] = grouped.size()
+    table = pd.DataFrame({"n_seeds": grouped.size()})
+    tiers: dict[str, Tiers] = {}
+    for column, run_se in (("t_stddev", "t_stddev_se"), ("s_test_loss", None)):
+        if column not in per_seed:
+            continue
+        est = _estimates(per_seed, column, run_se)
+        table[column] = [est[a].mean for a in table.index]
+        table[column + "_se"] = [est[a].se for a in table.index]
+        table[column + "_std"] = [est[a].std for a in table.index]
+        if all(np.isfinite(e.se) for e in est.values()):
+            tiers[column] = neighbour_tiers(est)
+    if "s_test_acc" in per_seed:
+        table["s_test_acc"] = grouped["s_test_acc"].mean()
+        table["s_test_acc_std"] = grouped["s_test_acc"].std(ddof=1)  # NaN with one seed
     if "agb_lambda" in per_seed:  # the lambda AGB's search chose, per seed
         table["agb_lambda"] = grouped["agb_lambda"].agg(
             lambda v: "/".join(f"{x:g}" for x in v))
-    order = ["t_stddev", "t_stddev_std"]
-    for c in ("s_test_loss", "s_test_acc"):
-        if c in table:
-            order += [c, c + "_std"]
+    table["tier"] = [tiers["t_stddev"].tier_of(a) for a in table.index]
+    order = ["tier", "t_stddev", "t_stddev_se", "t_stddev_std"]
+    if "s_test_loss" in table:
+        table["s_test_loss_tier"] = ([tiers["s_test_loss"].tier_of(a) for a in table.index]
+                                     if "s_test_loss" in tiers else np.nan)
+        order += ["s_test_loss", "s_test_loss_se", "s_test_loss_std", "s_test_loss_tier"]
+    if "s_test_acc" in table:
+        order += ["s_test_acc", "s_test_acc_std"]
     extra = ["agb_lambda"] if "agb_lambda" in table else []
-    table = table[order + ["n_seeds"] + extra].sort_values("t_stddev").reset_index()
+    table = table[order + ["n_seeds"] + extra].sort_values("t_stddev", kind="stable")
+    table = table.rename_axis("aug").reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
-    return table
+    first = ["rank", "tier", "aug"]
+    return table[first + [c for c in table if c not in first]], tiers
+
+
+def uncertainty_note(per_seed: pd.DataFrame) -> str:
+    """What ± means in the table, in one line."""
+    seeds = int(per_seed.groupby("aug").size().min())
+    groups = int(per_seed["n_groups"].min()) if "n_groups" in per_seed else None
+    where = f" over its {groups} groups" if groups else ""
+    if seeds == 1:
+        students = " (S. test loss has none with one seed)" if "s_test_loss" in per_seed else ""
+        return (f"± is the standard error of one run's T. stddev, by bootstrap{where}; "
+                f"1 seed{students}")
+    return (f"± is the standard error of the mean over {seeds} seeds: the seed std / "
+            f"sqrt({seeds}), never below the one-run bootstrap error{where} / sqrt({seeds})")
+
+
+def caveats(cfg: RankConfig, table: pd.DataFrame, tiers: dict[str, Tiers],
+            summary: dict[str, Any], teacher_top1: float | None,
+            num_classes: int) -> list[str]:
+    """The warnings that make an answer weak, each one line naming its figures."""
+    notes = []
+    if teacher_top1 is not None:
+        chance = 100.0 / num_classes
+        floor = chance + TEACHER_FLOOR * (100.0 - chance)
+        if teacher_top1 < floor:
+            notes.append(
+                f"the teacher's test top-1 is {teacher_top1:.1f}% ({num_classes} classes, "
+                f"chance {chance:.1f}%): below {floor:.1f}%, halfway from chance to 100%, its "
+                "probabilities sit near uniform and the T. stddev order may mean little")
+    if len(tiers["t_stddev"].groups) == 1 and len(table) > 1:
+        notes.append("the measurement separates no DA from another (one tier): measure more "
+                     "epochs or seeds before choosing by T. stddev")
+    if not cfg.validate:
+        return notes
+    if len(table) < MIN_DAS_FOR_CORRELATION:
+        notes.append(f"the correlation rests on {len(table)} DAs (fewer than "
+                     f"{MIN_DAS_FOR_CORRELATION}); its p-value says little")
+    if cfg.student_epochs < MIN_STUDENT_EPOCHS:
+        epochs = f"{cfg.student_epochs} epoch{'s' if cfg.student_epochs > 1 else ''}"
+        notes.append(f"the students trained {epochs}, far shorter than the "
+                     f"recipe's {RECIPE_EPOCHS} (warned below {MIN_STUDENT_EPOCHS}, the shortest "
+                     "at which reports/cifar10-cpu reproduced the correlation)")
+    if cfg.seeds < 2:
+        notes.append("one seed: no seed noise for S. test loss, so no ANOVA and no S. test loss "
+                     "tiers; use --seeds 3 or more")
+    effect = summary.get("effect_vs_noise", {}).get("s_test_loss")
+    if effect and effect["anova_p"] >= ALPHA:
+        notes.append(f"the DA effect on S. test loss does not exceed seed noise (ANOVA p "
+                     f"{effect['anova_p']:.2g}): the correlation may fit noise")
+    agb = summary.get("agb_search")
+    if agb and agb["close_calls"]:
+        notes.append(
+            f"AGB's lambda search: in {agb['close_calls']} of {agb['searches']} searches another "
+            f"lambda scored within {AGB_CLOSE_SE:g} SE of the chosen one on "
+            f"{agb['holdout_images']} held-out images (SE about {agb['top1_se_points']:.1f} "
+            "points): there the choice is noise")
+    return notes
+
+
+def judge(cfg: RankConfig, per_seed: pd.DataFrame, table: pd.DataFrame,
+          tiers: dict[str, Tiers], teacher_top1: float | None,
+          num_classes: int) -> dict[str, Any]:
+    """The summary entries that say how sure the ranking is: uncertainty, tiers, the
+    recommendation, the ANOVA and AGB search figures (with students) and the warnings."""
+    best = tiers["t_stddev"].best
+    out: dict[str, Any] = {
+        "uncertainty": {"t_stddev": uncertainty_note(per_seed),
+                        "seeds": int(table["n_seeds"].min())},
+        "tiers": tiers["t_stddev"].as_json(),
+        "recommended": {"aug": best[0], "tied_with": list(best[1:])},
+    }
+    if "s_test_loss" in tiers:
+        out["s_test_loss_tiers"] = tiers["s_test_loss"].as_json()
+    if "s_test_loss" in per_seed and cfg.seeds >= 2 and len(table) >= 2:
+        out["effect_vs_noise"] = {
+            c: effect_vs_noise({a: r[c].tolist() for a, r in per_seed.groupby("aug")})
+            for c in ("s_test_loss", "s_test_acc", "t_stddev")}
+    if "agb_holdout_images" in per_seed and per_seed["agb_holdout_images"].notna().any():
+        searched = per_seed[per_seed["agb_holdout_images"].notna()]
+        out["agb_search"] = {
+            "holdout_images": int(searched["agb_holdout_images"].min()),
+            "top1_se_points": float(searched["agb_holdout_se"].median()),
+            "searches": len(searched),
+            "close_calls": int((searched["agb_close"].fillna("").astype(str) != "").sum()),
+            "rule": f"another lambda within {AGB_CLOSE_SE:g} binomial SE of the chosen one's "
+                    "held-out top-1",
+        }
+    out["warnings"] = caveats(cfg, table, tiers, out, teacher_top1, num_classes)
+    return out
 
 
 def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
@@ -351,10 +527,12 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
             students = validate(cfg, data, teacher_dir, mode, out, log)
             per_seed = per_seed.merge(students, on=["aug", "seed"])
         per_seed.to_csv(out / "per_seed.csv", index=False)
-        table = aggregate(per_seed)
+        table, tiers = aggregate(per_seed)
         if cfg.validate and len(table) >= 3:
             summary.update(correlations(table["t_stddev"].to_numpy(),
                                         table["s_test_loss"].to_numpy()))
+        summary.update(judge(cfg, per_seed, table, tiers, manifest.get("test_top1"),
+                             data.num_classes))
         summary["total_seconds"] = time.perf_counter() - t0
         write_results(out, table, summary)
         print_table(table, summary, mode, log)
@@ -366,21 +544,54 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
     return folders
 
 
+def _with_error(mean: float, se: float, digits: int) -> str:
+    return f"{mean:.{digits}f}" + (f" ± {se:.{digits}f}" if np.isfinite(se) else "")
+
+
 def print_table(table: pd.DataFrame, summary: dict[str, Any], mode: str, log=print) -> None:
-    """The ranking as a terminal table, best (lowest T. stddev) first."""
-    shown = table.copy()
-    triples = zip(shown.t_stddev, shown.t_stddev_std, shown.n_seeds, strict=True)
-    shown["t_stddev"] = [f"{m:.6f} ± {s:.6f}" if n > 1 else f"{m:.6f}" for m, s, n in triples]
-    cols = ["rank", "aug", "t_stddev"]
-    for c in ("s_test_loss", "s_test_acc"):
-        if c in shown:
-            cols.append(c)
-    log(f"\nranking ({mode}; lowest T. stddev first):")
-    log(shown[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    """The ranking as a terminal table, best (lowest T. stddev) first, with what ± means, the
+    tiers, the recommendation, (with students) the correlation and the ANOVA, and warnings.
+
+    Ties are shown by the tier column, not by ordinal ranks."""
+    seeds = summary["uncertainty"]["seeds"]
+    width = max(len("DA"), *(len(a) for a in table["aug"]))
+    shown = pd.DataFrame({"tier": table["tier"], "DA": [a.ljust(width) for a in table["aug"]]})
+    shown["T. stddev ± SE"] = [_with_error(m, e, 6)
+                               for m, e in zip(table.t_stddev, table.t_stddev_se, strict=True)]
+    if "s_test_loss" in table:
+        shown["S. test loss" + (" ± SE" if seeds > 1 else "")] = [
+            _with_error(m, e, 4) for m, e in zip(table.s_test_loss, table.s_test_loss_se,
+                                                 strict=True)]
+        if table["s_test_loss_tier"].notna().all():
+            shown["loss tier"] = table["s_test_loss_tier"].astype(int)
+        shown["S. test acc (%)"] = [f"{v:.2f}" for v in table["s_test_acc"]]
+    log(f"\nranking ({mode}; lowest T. stddev first; {seeds} seed{'s' if seeds > 1 else ''}):")
+    log(shown.to_string(index=False))
+    log(f"  {summary['uncertainty']['t_stddev']}")
+    tiers = summary["tiers"]
+    log(f"  tiers (Holm-corrected Welch tests between neighbours, alpha {tiers['alpha']:g}): "
+        + describe_tiers(tiers["tiers"]))
+    best = summary["recommended"]
+    tied = f" (tied with {', '.join(best['tied_with'])})" if best["tied_with"] else ""
+    log(f"recommended: {best['aug']}{tied}")
     for name in ("pearson", "spearman", "kendall"):
         if name in summary:
             c = summary[name]
-            log(f"  {name:8s} r = {c['r']:+.3f}  p = {c['p']:.3g}")
+            log(f"  {name:8s} r = {c['r']:+.3f}  p = {c['p']:.3g}  ({c['n']} DAs)")
+    effect = summary.get("effect_vs_noise", {}).get("s_test_loss")
+    if effect:
+        verdict = "exceeds" if effect["anova_p"] < ALPHA else "does not exceed"
+        log(f"  DA effect on S. test loss {verdict} seed noise: spread of the DA means "
+            f"{effect['spread_std']:.4f} (std), seed noise {effect['seed_noise_std']:.4f}, "
+            f"ANOVA F {effect['anova_f']:.2f}, p {effect['anova_p']:.3g}")
+    if "s_test_loss_tiers" in summary:
+        log("  S. test loss tiers: " + describe_tiers(summary["s_test_loss_tiers"]["tiers"]))
+    agb = summary.get("agb_search")
+    if agb:
+        log(f"  AGB's lambda search scored each lambda on {agb['holdout_images']} held-out "
+            f"images (SE of a held-out top-1 about {agb['top1_se_points']:.1f} points)")
+    for warning in summary["warnings"]:
+        log(f"warning: {warning}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,11 @@ Per results folder, one panel:
 
 * a scatter of T. stddev (x) against S. test loss (y), every DA labelled, a least-squares line
   and Pearson / Spearman / Kendall with p-values in the title (only with student results);
-* the ranking as a bar chart, lowest T. stddev first, error bars where a std exists;
+* the ranking as a bar chart, lowest T. stddev first, error bars where an SE (else a std)
+  exists; with tiers (``augkd.rank``'s ``tier`` column) the tiers are shaded bands and the
+  DAs carry no ordinal numbers, since tied DAs have no order;
+* how sure the ranking is (from ``summary.json``): what ± means, the tiers, the
+  recommendation, the S. test loss tiers and ANOVA, and the warnings;
 * the correlations with their bootstrap intervals, the results table and the protocol.
 
 ``report.html`` embeds its PNGs as base64 data URIs (one file, no external resources);
@@ -49,6 +53,7 @@ _KNOWN_AUGS = (
 _GREEK = {"pearson": ("Pearson", "r"), "spearman": ("Spearman", "ρ"), "kendall": ("Kendall", "τ")}
 _COLUMN_TITLES = {
     "aug": "DA",
+    "s_test_loss_tier": "S. test loss tier",
     "t_stddev": "T. stddev",
     "s_test_loss": "S. test loss",
     "s_test_acc": "S. test acc (%)",
@@ -223,38 +228,76 @@ def _wrap_spec(label: str, width: int = 32) -> str:
     return f"{head}\n{args}"
 
 
+def _error_column(table: pd.DataFrame) -> str | None:
+    """The column of the ranking's error bars: the SE where one exists, else the seed std."""
+    for column in ("t_stddev_se", "t_stddev_std"):
+        if column in table and table[column].notna().any():
+            return column
+    return None
+
+
+def _has_tiers(table: pd.DataFrame) -> bool:
+    return "tier" in table and bool(table["tier"].notna().all())
+
+
 def _ranking(res: Results, palette: dict) -> bytes:
     table = res.table.sort_values("t_stddev", kind="stable").reset_index(drop=True)
     values = table["t_stddev"].to_numpy(float)
     exponent = _power_of_ten(values)
     scale = 10.0 ** exponent
-    err = None
-    if "t_stddev_std" in table and table["t_stddev_std"].notna().any():
-        err = table["t_stddev_std"].fillna(0).to_numpy(float) / scale
+    err_column = _error_column(table)
+    err = table[err_column].fillna(0).to_numpy(float) / scale if err_column else None
+    tiers = table["tier"].astype(int).to_numpy() if _has_tiers(table) else None
     with _style(), sns.plotting_context("notebook", font_scale=0.95):
-        labels = [_plain(_wrap_spec(f"{i + 1}. {a}")) for i, a in enumerate(table["aug"])]
+        if tiers is None:
+            labels = [_plain(_wrap_spec(f"{i + 1}. {a}")) for i, a in enumerate(table["aug"])]
+        else:  # tied DAs have no order: no ordinal numbers, the tier bands say it
+            labels = [_plain(_wrap_spec(str(a))) for a in table["aug"]]
         lines = sum(max(1, label.count("\n") + 1) for label in labels)
         widest = max(len(line) for label in labels for line in label.split("\n"))
         width = _FIG_WIDTH + max(0.0, 0.075 * (widest - 16))  # room for long (external) specs
-        fig = Figure(figsize=(width, 1.2 + 0.4 * len(table) + 0.25 * (lines - len(table))),
-                     dpi=_DPI, layout="constrained")
+        height = 1.2 + 0.4 * len(table) + 0.25 * (lines - len(table)) + 0.3 * (tiers is not None)
+        fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
         ax = fig.subplots()
         pos = np.arange(len(table))
         ax.barh(pos, values / scale, xerr=err, color=[palette[a] for a in table["aug"]],
                 edgecolor="white", height=0.7, error_kw={"ecolor": ".3", "capsize": 3, "lw": 1})
         ax.set_yticks(pos, labels, fontsize=9 if widest > 24 else None)
-        ax.invert_yaxis()  # rank 1 (lowest T. stddev) on top
         ends = values / scale + (err if err is not None else 0.0)
         for p, v, end in zip(pos, values / scale, ends, strict=True):
             if math.isfinite(v):
                 ax.annotate(f"{v:.3f}", (end, p), xytext=(5, 0), textcoords="offset points",
                             va="center", fontsize=9.5, color=".25")
+        title = "ranking: lowest T. stddev first\n(the predicted best DA on top)"
+        if tiers is not None:
+            _tier_bands(ax, tiers)
+            seeds = int(table["n_seeds"].min()) if "n_seeds" in table else None
+            bars = {"t_stddev_se": "± SE", "t_stddev_std": "± seed std"}.get(err_column, "")
+            bits = [b for b in (f"bars {bars}" if bars else "",
+                                f"{seeds} seed{'s' if seeds != 1 else ''}" if seeds else "") if b]
+            title = ("ranking: lowest T. stddev first; shaded bands = tiers\n(DAs in one tier "
+                     "are tied" + (f"; {', '.join(bits)}" if bits else "") + ")")
+        ax.set_ylim(len(table) - 0.5, -0.5)  # the best (lowest T. stddev) on top
         ax.set_xlabel(f"T. stddev{_unit(exponent)}")
-        ax.set_title("ranking: lowest T. stddev first\n(the predicted best DA on top)",
-                     fontsize=10.5, loc="left")
+        ax.set_title(title, fontsize=10.5, loc="left")
         ax.grid(axis="y", visible=False)
         ax.margins(x=0.12)
         return _png(fig)
+
+
+def _tier_bands(ax: Any, tiers: np.ndarray) -> None:
+    """Shade every other tier and name each one right of the axes, beside its rows."""
+    for n, tier in enumerate(dict.fromkeys(tiers.tolist())):
+        rows = np.flatnonzero(tiers == tier)
+        low, high = rows.min() - 0.5, rows.max() + 0.5
+        if n % 2 == 0:
+            ax.axhspan(low, high, color=".93", zorder=0, lw=0)
+        if n:
+            ax.axhline(low, color=".6", lw=0.8, ls=":", zorder=1)
+        label = f"tier {tier}" + ("\n(tied)" if len(rows) > 1 else "")
+        ax.annotate(label, (1.0, (low + high) / 2), xycoords=("axes fraction", "data"),
+                    xytext=(6, 0), textcoords="offset points", ha="left", va="center",
+                    fontsize=9, color=".3", style="italic", annotation_clip=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,25 +305,44 @@ def _ranking(res: Results, palette: dict) -> bytes:
 
 
 def _display_table(res: Results) -> pd.DataFrame:
-    """The results table as strings: rank, DA, mean ± std columns, then any other columns."""
+    """The results table as strings: rank (or, with tiers, the tier), DA, mean ± error columns,
+    then any other columns. The error is the SE where an ``_se`` column exists (the seed std
+    then gets its own column), else the std."""
     table = res.table.sort_values("t_stddev", kind="stable").reset_index(drop=True)
-    out = pd.DataFrame({"rank": range(1, len(table) + 1)})
+    tiered = _has_tiers(table)
+    out = (pd.DataFrame({"tier": [str(int(t)) for t in table["tier"]]}) if tiered
+           else pd.DataFrame({"rank": range(1, len(table) + 1)}))
     for column in table.columns:
-        if column == "rank":
-            continue  # recomputed above from t_stddev
-        if column.endswith("_std") and column[:-4] in _DIGITS and column[:-4] in table:
+        if column in ("rank", "tier"):
+            continue  # recomputed above from t_stddev, or the first column
+        base = column.rsplit("_", 1)[0]
+        if column.endswith("_se") and base in _DIGITS and base in table:
+            continue  # shown as "mean ± SE" in its base column
+        if column.endswith("_std") and base in _DIGITS and base in table \
+                and base + "_se" not in table:
             continue  # shown as "mean ± std" in its base column
         title = _COLUMN_TITLES.get(column, column)
         if column in _DIGITS:
             digits = _DIGITS[column]
-            std = table[column + "_std"] if column + "_std" in table else None
+            error = next((table[column + s] for s in ("_se", "_std") if column + s in table),
+                         None)
+            if column + "_se" in table:
+                title += " ± SE"
+            elif error is not None and tiered:  # beside "± SE" columns, say which ± this is
+                title += " ± seed std"
             cells = []
             for i, v in enumerate(table[column]):
                 cell = _fmt_float(float(v), digits)
-                if std is not None and cell and math.isfinite(float(std.iloc[i])):
-                    cell += f" ± {_fmt_float(float(std.iloc[i]), digits)}"
+                if error is not None and cell and math.isfinite(float(error.iloc[i])):
+                    cell += f" ± {_fmt_float(float(error.iloc[i]), digits)}"
                 cells.append(cell)
             out[title] = cells
+        elif column.endswith("_std") and base in _DIGITS:
+            if table[column].notna().any():  # the seed spread beside a mean ± SE column
+                out[f"{_COLUMN_TITLES.get(base, base)} seed std"] = [
+                    _fmt_float(float(v), _DIGITS[base]) for v in table[column]]
+        elif column == "s_test_loss_tier":
+            out[title] = [str(int(v)) if pd.notna(v) else "" for v in table[column]]
         elif column == "n_seeds":
             out[title] = [str(int(v)) if pd.notna(v) else "" for v in table[column]]
         elif pd.api.types.is_float_dtype(table[column]):
@@ -403,6 +465,55 @@ class _Panel:
     table: pd.DataFrame
     protocol: pd.DataFrame
     extra: pd.DataFrame
+    certainty: list[str] = dataclasses.field(default_factory=list)
+
+
+#: summary.json entries shown as "How sure the ranking is" rather than as raw entries.
+_CERTAINTY_KEYS = ("uncertainty", "tiers", "recommended", "s_test_loss_tiers", "agb_search",
+                   "warnings")
+
+
+def _tier_text(entry: Any) -> str:
+    groups = entry.get("tiers") if isinstance(entry, dict) else None
+    if not isinstance(groups, list):
+        return ""
+    return "; ".join(f"tier {i}: {', '.join(map(str, g))}" + (" (tied)" if len(g) > 1 else "")
+                     for i, g in enumerate(groups, start=1) if isinstance(g, list))
+
+
+def _certainty(summary: dict[str, Any]) -> list[str]:
+    """How sure the ranking is, as plain sentences from summary.json (empty for folders
+    written before augkd.rank measured uncertainties)."""
+    lines = []
+    rec = summary.get("recommended")
+    if isinstance(rec, dict) and rec.get("aug"):
+        tied = rec.get("tied_with") or []
+        lines.append(f"Recommended: {rec['aug']}"
+                     + (f" (tied with {', '.join(map(str, tied))})" if tied else "") + ".")
+    note = (summary.get("uncertainty") or {}).get("t_stddev")
+    if note:
+        lines.append(f"T. stddev: {note}.")
+    tiers = summary.get("tiers")
+    if _tier_text(tiers):
+        alpha = tiers.get("alpha")
+        lines.append(f"T. stddev tiers ({tiers.get('method', '')}"
+                     + (f", alpha {alpha:g}" if isinstance(alpha, int | float) else "")
+                     + f"): {_tier_text(tiers)}.")
+    if _tier_text(summary.get("s_test_loss_tiers")):
+        lines.append(f"S. test loss tiers: {_tier_text(summary['s_test_loss_tiers'])}.")
+    effect = (summary.get("effect_vs_noise") or {}).get("s_test_loss")
+    if isinstance(effect, dict) and isinstance(effect.get("anova_p"), int | float):
+        verdict = "exceeds" if effect["anova_p"] < 0.05 else "does not exceed"
+        lines.append(f"The DA effect on S. test loss {verdict} seed noise: one-way ANOVA over "
+                     f"{effect.get('das')} DAs x {effect.get('seeds')} seeds, F "
+                     f"{effect.get('anova_f', float('nan')):.2f}, p {_fmt_p(effect['anova_p'])}.")
+    agb = summary.get("agb_search")
+    if isinstance(agb, dict) and agb.get("holdout_images"):
+        lines.append(f"AGB's lambda search scored each lambda on {agb['holdout_images']} "
+                     f"held-out images (SE of a held-out top-1 about "
+                     f"{agb.get('top1_se_points', float('nan')):.1f} points).")
+    lines += [f"Warning: {w}" for w in summary.get("warnings") or [] if isinstance(w, str)]
+    return lines
 
 
 def _subtitle(protocol: dict[str, Any]) -> str:
@@ -419,12 +530,14 @@ def _build_panel(res: Results, slug: str, palette: dict) -> _Panel:
     else:
         note = ("No student results in this folder (no S. test loss): the scatter against "
                 "S. test loss and the correlations are skipped; the ranking is by T. stddev only.")
-    skip = {"format", "protocol", *CORRELATIONS}
+    certainty = _certainty(res.summary)
+    skip = {"format", "protocol", *CORRELATIONS, *(_CERTAINTY_KEYS if certainty else ())}
     extra = {k: v for k, v in res.summary.items() if k not in skip}
     return _Panel(
         res=res, slug=slug, subtitle=_subtitle(res.protocol), scatter=scatter, scatter_note=note,
         ranking=_ranking(res, palette), corr=_correlation_table(corr), corr_source=source,
         table=_display_table(res), protocol=_key_values(res.protocol), extra=_key_values(extra),
+        certainty=certainty,
     )
 
 
@@ -472,6 +585,9 @@ def _html(title: str, panels: list[_Panel], generated: str) -> str:
         if len(p.corr):
             parts += ["<h3>Correlation of T. stddev with S. test loss</h3>", _html_table(p.corr),
                       f'<p class="meta">source: {esc(p.corr_source)}</p>']
+        if p.certainty:
+            parts += ["<h3>How sure the ranking is</h3>",
+                      "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in p.certainty) + "</ul>"]
         parts += ["<h3>Results</h3>", _html_table(p.table)]
         parts += ["<h3>Protocol</h3>",
                   _html_table(p.protocol) if len(p.protocol) else "<p>(not recorded)</p>"]
@@ -495,6 +611,9 @@ def _markdown(title: str, panels: list[_Panel], generated: str, pngs: dict[str, 
         if len(p.corr):
             lines += ["### Correlation of T. stddev with S. test loss", "",
                       _markdown_table(p.corr), "", f"source: {_md(p.corr_source)}", ""]
+        if p.certainty:
+            lines += ["### How sure the ranking is", "",
+                      *(f"- {_md(line)}" for line in p.certainty), ""]
         lines += ["### Results", "", _markdown_table(p.table), ""]
         lines += ["### Protocol", "",
                   _markdown_table(p.protocol) if len(p.protocol) else "(not recorded)", ""]

@@ -4,8 +4,10 @@ A results folder holds two files:
 
 ``results.csv``
     one row per DA. Required columns ``aug`` (unique names) and ``t_stddev``; optional
-    ``t_stddev_std``, ``s_test_loss``, ``s_test_loss_std``, ``s_test_acc``, ``s_test_acc_std``,
-    ``n_seeds``. Further columns are kept as they are.
+    ``tier`` (1 = best; DAs of one tier are tied), ``t_stddev_se`` (standard error),
+    ``t_stddev_std`` (seed spread), ``s_test_loss``, ``s_test_loss_se``, ``s_test_loss_std``,
+    ``s_test_loss_tier``, ``s_test_acc``, ``s_test_acc_std``, ``n_seeds``. Further columns are
+    kept as they are. An empty cell is a value that does not exist (a std of one seed).
 ``summary.json``
     ``{"format": "augkd-results/1", "protocol": {...free-form: dataset, teacher, student,
     epochs, seeds, mode, ...}, "pearson": {"r", "p", ...}, "spearman": {...},
@@ -45,9 +47,13 @@ TABLE_FILE = "results.csv"
 SUMMARY_FILE = "summary.json"
 REQUIRED_COLUMNS = ("aug", "t_stddev")
 OPTIONAL_COLUMNS = (
+    "tier",
+    "t_stddev_se",
     "t_stddev_std",
     "s_test_loss",
+    "s_test_loss_se",
     "s_test_loss_std",
+    "s_test_loss_tier",
     "s_test_acc",
     "s_test_acc_std",
     "n_seeds",

@@ -230,7 +230,8 @@ def test_pick_specs_round_trip(spec, canonical) -> None:
     [
         ("pick(autoaugmnt)", r"pick: unknown augmentation 'autoaugmnt'; known: .*autoaugment"),
         ("pick(cutmixpick-t)", r"ranks samples with a scorer itself"),
-        ("pick(pick(mixup))", r"ranks samples with a scorer itself"),
+        ("pick(pick(mixup))", r"pick\(\.\.\.\) as its DA ranks samples itself"),
+        ("pick(" * 300 + "mixup" + ")" * 300, r"ranks samples itself"),  # no deep recursion
         ("pick(autoaugment, by=foo)", r"pick: bad value by='foo'; allowed: one of teacher"),
         ("pick(autoaugment, pool=0)", r"pick: bad value pool=0; allowed: an integer in \[1, 64\]"),
         ("pick(autoaugment, k=2)", r"pick: unknown parameter 'k'; allowed: by, pool, per_batch"),

@@ -184,6 +184,12 @@ def _resolve(spec: str) -> tuple[type[Augmentation], dict[str, Any]]:
             raise ValueError(f"malformed augmentation spec {spec!r}: after its DA spec, {name} "
                              "takes key=value only") from None
         kwargs = check_spec_options(name, cls, raw)
+        head = _SPEC_RE.match(inner)
+        if (head and head.group("name") in AUGMENTATIONS
+                and getattr(AUGMENTATIONS.get(head.group("name")), "nested_spec", None)):
+            # refused here, before building it, so a deeply nested spec cannot recurse
+            raise ValueError(f"{name}: {head.group('name')}(...) as its DA ranks samples itself; "
+                             f"one {name} with a larger pool does that")
         return cls, {cls.nested_spec: inner, **kwargs}
     name, kwargs = parse_spec(spec)
     if name in ALIASES:

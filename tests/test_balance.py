@@ -465,9 +465,11 @@ def test_grad_reducer_sees_every_gradient_before_it_is_used(name: str) -> None:
     plain, reduced = create_balancer(name), create_balancer(name)
     reduced.grad_reducer = double
     grads = [_probe_step(b, [1.0, 0.5], [0.2, 1.0]) for b in (plain, reduced)]
-    # agb: task and distill gradients; gradnorm: both shared-layer gradients, the student's
-    # gradient and the losses; uncertainty: student and log-variance gradients in one list
-    expected_calls = {"agb": [1, 1], "manual": [1], "uncertainty": [2], "gradnorm": [1, 1, 1, 1]}
+    # agb: task and distill gradients; gradnorm: on its first step both losses' gradients (to
+    # find the shared layer), then both shared-layer gradients, the student's gradient and the
+    # losses; uncertainty: student and log-variance gradients in one list
+    expected_calls = {"agb": [1, 1], "manual": [1], "uncertainty": [2],
+                      "gradnorm": [1, 1, 1, 1, 1, 1]}
     assert calls == expected_calls[name]
     # every balancer's blend is linear in gradients scaled alike (AGB's alpha, beta unchanged)
     torch.testing.assert_close(grads[1], 2.0 * grads[0])

@@ -14,8 +14,15 @@ rate (the paper's Algorithm 1)::
 Choices made here:
 
 - W, the last shared layer, is the last parameter with ``ndim >= 2`` in the ``params`` given to
-  :meth:`GradNorm.backward` (with the usual ``model.parameters()`` order, the classifier's weight;
-  both losses of KD flow through all of the student, so every layer is shared).
+  :meth:`GradNorm.backward` (the usual ``model.parameters()`` order) that *both* losses reach.
+  For KD and the other logit methods that is the classifier's weight. A feature method's loss
+  never reaches the classifier (it reads a stage map or the pooled embedding), so there W is the
+  last layer on the path to the features the method reads: FitNet's hint stage, the last stage's
+  last conv for AT, CC, CRD, .... (With W = the classifier, ``|grad_W L_distill|`` would be 0 for
+  every feature method, and GradNorm would drive the task weight to its floor.) W is found once,
+  on the first step (of a run, and of a resumed run), from that step's gradients of both losses
+  (two extra backwards and one host sync, once). A step on which no such parameter exists is refused with an error naming the
+  losses.
 - Since ``G_i = w_i |grad_W L_i|``, ``grad_{w_i} L_gn = sign(G_i - target_i) |grad_W L_i|`` is
   computed in closed form (no second-order graph).
 - The weight update is an Adam step (betas 0.9 / 0.999, eps 1e-8) with learning rate ``lr``,
@@ -47,12 +54,31 @@ _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 _N_LOSSES = 2
 
 
-def shared_layer(params: Sequence[nn.Parameter]) -> nn.Parameter:
-    """The last parameter with ``ndim >= 2`` (the classifier weight for ``model.parameters()``)."""
-    for param in reversed(params):
-        if param.dim() >= 2:
-            return param
-    raise ValueError("gradnorm needs a parameter with ndim >= 2 as its shared layer; found none")
+def shared_layer_index(params: Sequence[nn.Parameter], task_grads: Sequence[Tensor],
+                       distill_grads: Sequence[Tensor]) -> int:
+    """Index in ``params`` of GradNorm's shared layer W: the last parameter with ``ndim >= 2``
+    whose gradients from both losses (``task_grads``, ``distill_grads``, one per parameter,
+    zeros where a loss does not reach it) are non-zero. One host sync.
+
+    Raises:
+        ValueError: no parameter with ``ndim >= 2`` is reached by both losses.
+    """
+    candidates = [i for i, p in enumerate(params) if p.dim() >= 2]
+    if not candidates:
+        raise ValueError("gradnorm needs a parameter with ndim >= 2 as its shared layer; "
+                         "the student has none")
+    reached = torch.stack([
+        torch.stack([task_grads[i].abs().amax(), distill_grads[i].abs().amax()]).float()
+        for i in candidates
+    ]).gt(0).all(1).tolist()  # the one sync of the choice
+    for i, both in zip(reversed(candidates), reversed(reached), strict=True):
+        if both:
+            return i
+    raise ValueError(
+        "gradnorm balances the two losses' gradient norms at a layer both of them reach, and no "
+        "student parameter with ndim >= 2 gets a non-zero gradient from both the task and the "
+        "distill loss on this step; use another balancer (agb, manual, uncertainty) for this "
+        "method")
 
 
 @register_balancer("gradnorm")
@@ -97,6 +123,10 @@ class GradNorm(Balancer):
         self.register_buffer("adam_exp_avg", torch.zeros(_N_LOSSES))
         self.register_buffer("adam_exp_avg_sq", torch.zeros(_N_LOSSES))
         self.register_buffer("adam_step", torch.zeros(()))
+        self.shared_index: int | None = None
+        """Index of W in the ``params`` of :meth:`backward`, chosen on the first step (and
+        again on the first step after a resume: the same parameter, the choice being structural).
+        """
 
     def _options(self) -> dict[str, object]:
         return {"alpha": self.alpha, "lr": self.lr}
@@ -109,17 +139,25 @@ class GradNorm(Balancer):
         update the weights by one GradNorm step."""
         task, distill = check_losses(losses)
         params = check_params(params)
-        shared = shared_layer(params)
+        inputs = [*params, *method_params]
+        weights = self.weights.clone()
+        w_task, w_distill = weights[0].to(task.dtype), weights[1].to(distill.dtype)
+        if self.shared_index is None:
+            # First step (of the run or after a resume): W from where both losses reach. Two
+            # extra full backwards, once; every step then computes its gradient the same way, so
+            # a resumed run stays bit-identical to an uninterrupted one.
+            self.shared_index = shared_layer_index(
+                params, self._grads(task, params, retain_graph=True),
+                self._grads(distill, params, retain_graph=True))
+        shared = params[self.shared_index]
         # |grad_W L_i|: backward only as far as W, on the step's one graph.
         shared_grads = [
             self._grads(loss, [shared], retain_graph=True)[0] for loss in (task, distill)
         ]
+        total = w_task * task + w_distill * distill
+        assign_grads(inputs, self._grads(total, inputs))
         shared_norms = torch.stack([torch.linalg.vector_norm(g.float()) for g in shared_grads])
         shared_norms = shared_norms.to(self.weights)
-        weights = self.weights.clone()
-        total = weights[0].to(task.dtype) * task + weights[1].to(distill.dtype) * distill
-        inputs = [*params, *method_params]
-        assign_grads(inputs, self._grads(total, inputs))
 
         current = torch.stack([task, distill]).detach().to(self.weights)
         self._reduce([current])  # data-parallel: the loss ratios of the global batch

@@ -211,9 +211,11 @@ def test_correlations_pair_same_mode_and_name_a_cross_pairing(tmp_path):
     assert cross["protocol"]["pairing"].startswith("cross-mode")
     same = json.loads((tmp_path / "s" / "results" / folders[0] / "summary.json").read_text())
     assert same["protocol"]["pairing"] == "same mode (per-image)"
-    # without cross_mode only the same-mode folder is written
+    # without cross_mode only the same-mode folder is written (a sweep folder belongs to one
+    # spec, so this one gets its own)
     spec = _digits_spec(tmp_path, tstddev__modes=["per-image", "per-batch"])
-    assert sweep_main([str(spec), "--out", str(tmp_path / "s"), "--collect"]) == 0
+    assert sweep_main([str(spec), "--out", str(tmp_path / "s2"), "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "s2" / "results").iterdir()) == folders[:1]
 
 
 # ------------------------------------------------------------------ 4. reported figures in fp32

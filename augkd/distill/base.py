@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from augkd.augment.base import Augmentation
 from augkd.augment.spec import check_param, check_spec_options, parse_spec, spec_parameters
 from augkd.models.base import ModelOutput
 from augkd.registry import Registry, UnknownNameError
@@ -86,6 +87,9 @@ class DistillSetup:
             the other classes), on the training device.
         epochs: the run's number of epochs (schedules such as DKD's warm-up scale with it).
         temperature: the run's KD temperature (``--temperature``), for the logit methods.
+        student_name, teacher_name: the architectures' zoo names (``"resnet8"``), or ``""``
+            when unknown; settings the reference code chooses per pair (DKD's beta, FT's
+            pre-training lr) read them.
     """
 
     student: FeatureShapes
@@ -93,6 +97,8 @@ class DistillSetup:
     train_labels: Tensor
     epochs: int
     temperature: float = 4.0
+    student_name: str = ""
+    teacher_name: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +135,8 @@ class Distiller(nn.Module):
         reads_features: whether the method reads the stage maps or the pooled embedding (the
             models then return their feature record); logit methods set False.
         pretrains: whether the method has a pre-training stage run before the student trains
-            (FT's paraphraser); its length is the instance's ``init_epochs`` and its loss
-            :meth:`init_loss`.
+            (FT's paraphraser); its length is the instance's ``init_epochs``, its learning rate
+            the instance's ``init_lr`` (None: the run's) and its loss :meth:`init_loss`.
     """
 
     name: ClassVar[str] = ""
@@ -142,6 +148,7 @@ class Distiller(nn.Module):
         super().__init__()
         self.setup = setup
         self.init_epochs = 0
+        self.init_lr: float | None = None
 
     def forward(self, student: ModelOutput, teacher: ModelOutput, step: Step) -> dict[str, Tensor]:
         """The method's loss on one view.
@@ -157,12 +164,6 @@ class Distiller(nn.Module):
         """
         raise NotImplementedError
 
-    def expand(self, x: Tensor) -> Tensor:
-        """What the networks see for a view ``x`` (``[B, C, H, W]``, normalized): ``x`` itself,
-        or a larger batch whose first B rows are ``x`` (MLKD's four rotations); the task loss
-        is taken on the first B rows."""
-        return x
-
     def init_parameters(self) -> list[nn.Parameter]:
         """The parameters the pre-training stage trains (frozen afterwards); none by default."""
         return []
@@ -175,6 +176,18 @@ class Distiller(nn.Module):
         """Called when the pre-training stage is over (freeze its parameters)."""
         for p in self.init_parameters():
             p.requires_grad_(False)
+
+    def base_augmentation(self) -> Augmentation | None:
+        """The method's own base DA of the training batches, replacing the recipe's crop+flip
+        (MLKD: a flip, four rotations, an independent crop of each); None for the recipe's.
+        It may return several copies of each sample, block by block (``[k B, C, H, W]``); the
+        task loss is then taken on the first block."""
+        return None
+
+    def resolved_spec(self) -> str:
+        """The method with every option as this run uses it, defaults and per-pair choices
+        resolved, e.g. ``dkd(alpha=1.0, beta=6.0, warmup=None)``: what summary.json records."""
+        return f"{self.name}({self.extra_repr()})"
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in method_options(type(self))

@@ -4,7 +4,9 @@ Both embeddings go through a linear layer to ``feat_dim`` (128) and are L2-norma
 memory banks over the training set hold a momentum (0.5) average of each sample's student and
 teacher embedding. For each sample, the positive is its own entry and ``nce_k`` (16384)
 negatives are drawn uniformly from the samples of *other* classes (the framework's "exact"
-mode); scores ``exp(<v, m> / nce_t) / Z`` with Z fixed from the first batch, and the NCE loss
+mode), without replacement when ``nce_k`` is at most the number of such samples and with
+replacement otherwise, as RepDistiller's ``CIFAR100InstanceSample`` draws them
+(``np.random.choice(..., replace=k > len(pool))``); scores ``exp(<v, m> / nce_t) / Z`` with Z fixed from the first batch, and the NCE loss
 of each side against the other side's bank, summed.
 
 The banks are indexed by the training-split index of each sample (``Step.index``), so they stay
@@ -50,20 +52,57 @@ def nce_loss(scores: Tensor, num_data: int) -> Tensor:
     return -(log_d1.sum() + log_d0.sum()) / b
 
 
+REPLACE_MODES = ("auto", "always", "never")
+"""When CRD's negatives are drawn with replacement: when ``nce_k`` exceeds a row's pool (the
+reference's rule), always, or never (then ``nce_k`` must fit every pool)."""
+
+
+def _ranks_without_replacement(others: Tensor, k: int, m: int,
+                               generator: torch.Generator | None) -> Tensor:
+    """``[B, k]`` distinct ranks per row, a uniform random k-subset of ``0 .. others[b] - 1``
+    (``others`` ``[B, 1]``, each >= k; ``m`` >= every ``others[b]``), in random order.
+
+    The k smallest of ``m`` uniform keys are a uniform k-subset of their positions; keys at
+    positions past a row's pool are pushed above every real key, so never chosen.
+    """
+    keys = torch.rand(others.shape[0], m, device=others.device, generator=generator)
+    position = torch.arange(m, device=others.device)
+    keys = keys.masked_fill(position >= others, 2.0)
+    return keys.topk(k, dim=1, largest=False, sorted=False).indices
+
+
 def sample_negatives(labels: Tensor, by_class: Tensor, class_start: Tensor, class_count: Tensor,
-                     k: int, generator: torch.Generator | None) -> Tensor:
-    """``[B, k]`` training indices drawn uniformly, with replacement, from the other classes.
+                     k: int, generator: torch.Generator | None, replace: str = "always",
+                     largest_pool: int | None = None) -> Tensor:
+    """``[B, k]`` training indices drawn uniformly from the other classes.
 
     Args:
         labels: ``[B]`` the samples' classes.
         by_class: ``[N]`` training indices sorted by class.
         class_start, class_count: ``[num_classes]`` where each class's run starts in
             ``by_class`` and how long it is.
+        replace: ``"always"`` (each draw independent), ``"never"`` (k distinct indices per row;
+            every row's pool must hold at least k) or ``"auto"``: without replacement in the
+            rows whose pool holds at least k, with replacement in the others (RepDistiller).
+            No host sync in any mode given ``largest_pool``: ``"auto"`` draws both and picks
+            per row.
+        largest_pool: the most samples outside one class (``N - min count``); None computes it
+            from ``class_count`` (a host sync).
     """
     n = by_class.shape[0]
     others = (n - class_count[labels]).unsqueeze(1)  # [B, 1] how many samples are not of y
-    u = torch.rand(labels.shape[0], k, device=labels.device, generator=generator)
-    r = (u * others).long().clamp_max(others - 1)  # rank among the others, uniform
+    if replace == "always":
+        u = torch.rand(labels.shape[0], k, device=labels.device, generator=generator)
+        r = (u * others).long().clamp_max(others - 1)  # rank among the others, uniform
+    elif replace in ("never", "auto"):
+        m = int(n - class_count.min()) if largest_pool is None else largest_pool
+        r = _ranks_without_replacement(others.clamp_min(k), k, m, generator)
+        if replace == "auto":
+            u = torch.rand(labels.shape[0], k, device=labels.device, generator=generator)
+            with_replacement = (u * others).long().clamp_max(others - 1)
+            r = torch.where(others >= k, r, with_replacement)
+    else:
+        raise ValueError(f"unknown replace mode {replace!r}; known: {', '.join(REPLACE_MODES)}")
     start = class_start[labels].unsqueeze(1)
     # skip the own class's run: ranks at or after its start shift past it
     position = torch.where(r < start, r, r + class_count[labels].unsqueeze(1))
@@ -77,8 +116,10 @@ class CRD(Distiller):
     weights: ClassVar[tuple[float, float]] = (1.0, 0.8)
 
     def __init__(self, setup: DistillSetup, *, feat_dim: int = 128, nce_k: int = 16384,
-                 nce_t: float = 0.07, momentum: float = 0.5) -> None:
+                 nce_t: float = 0.07, momentum: float = 0.5, replace: str = "auto") -> None:
         super().__init__(setup)
+        check_option("crd", "replace", replace, replace in REPLACE_MODES,
+                     " or ".join(REPLACE_MODES))
         check_option("crd", "feat_dim", feat_dim, 1 <= feat_dim <= 65536, "1..65536")
         check_option("crd", "nce_k", nce_k, 1 <= nce_k <= 1 << 20, "1..1048576")
         check_option("crd", "nce_t", nce_t, 0 < nce_t <= 100, "in (0, 100]")
@@ -93,6 +134,15 @@ class CRD(Distiller):
         if int(counts.max()) == n:
             raise ValueError("crd: every training sample has the same class; CRD draws its "
                              "negatives from the other classes")
+        # the rows' pools (samples of other classes) are fixed by the split: choose the draw
+        # once, on the host, so no step waits for the device
+        smallest_pool, largest_pool = n - int(counts.max()), n - int(counts[counts > 0].min())
+        if replace == "never" and nce_k > smallest_pool:
+            raise ValueError(f"crd: replace=never needs nce_k <= {smallest_pool} (the samples "
+                             f"outside the largest class), got nce_k={nce_k}")
+        self.replace, self._largest_pool = replace, largest_pool
+        self._draw = ("always" if replace == "always" or nce_k > largest_pool
+                      else "never" if nce_k <= smallest_pool else "auto")
         device = labels.device
         self.register_buffer("by_class", torch.argsort(labels, stable=True))
         self.register_buffer("class_count", counts)
@@ -125,7 +175,8 @@ class CRD(Distiller):
         e_s = self.embed_student(student.pooled).float()
         e_t = self.embed_teacher(teacher.pooled).float()
         negatives = sample_negatives(step.labels, self.by_class, self.class_start,
-                                     self.class_count, self.nce_k, step.generator)
+                                     self.class_count, self.nce_k, step.generator, self._draw,
+                                     self._largest_pool)
         index = torch.cat([step.index.unsqueeze(1), negatives], dim=1)
         # each side is scored against the other side's bank
         out_s = self._scores(e_s, self.memory_teacher, index, 1)

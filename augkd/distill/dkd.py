@@ -2,7 +2,10 @@
 
 ``alpha TCKD + beta NCKD`` at temperature T, both scaled by T^2, with the loss weight warmed
 up linearly over the first ``warmup`` epochs (20 of 240 in the recipe; by default scaled with
-the run's epochs). Defaults alpha 1, beta 8 (CIFAR-100), T the run's ``--temperature`` (4).
+the run's epochs). Defaults alpha 1, T the run's ``--temperature`` (4), and beta as mdistiller
+chooses it per CIFAR-100 pair (:data:`PAIR_BETA`, from its ``configs/cifar100/dkd/*.yaml`` at
+commit a08d46f): 2 or 6 for the pairs listed there, 8 (``CFG.DKD.BETA``) for every other pair.
+``dkd(beta=X)`` fixes it; the value a run used is in its summary.json (``distill_resolved``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,23 @@ from augkd.models.base import ModelOutput
 
 #: Logit offset that removes the target class from the non-target softmax (the reference's).
 _MASK_OFFSET = 1000.0
+
+#: mdistiller's per-pair beta (configs/cifar100/dkd/*.yaml), by (teacher, student) zoo names.
+PAIR_BETA: dict[tuple[str, str], float] = {
+    ("resnet56", "resnet20"): 2.0,
+    ("resnet110", "resnet32"): 2.0,
+    ("vgg13", "vgg8"): 6.0,
+    ("vgg13", "MobileNetV2"): 6.0,
+    ("wrn_40_2", "wrn_16_2"): 6.0,
+    ("wrn_40_2", "wrn_40_1"): 6.0,
+}
+DEFAULT_BETA = 8.0
+"""mdistiller's ``CFG.DKD.BETA``: every pair without a config of its own."""
+
+
+def pair_beta(teacher: str, student: str) -> float:
+    """DKD's beta for a teacher -> student pair, as mdistiller's configs set it."""
+    return PAIR_BETA.get((teacher, student), DEFAULT_BETA)
 
 
 @float32
@@ -61,9 +81,11 @@ class DKD(Distiller):
     weights: ClassVar[tuple[float, float]] = (1.0, 1.0)
     reads_features: ClassVar[bool] = False
 
-    def __init__(self, setup: DistillSetup, *, alpha: float = 1.0, beta: float = 8.0,
+    def __init__(self, setup: DistillSetup, *, alpha: float = 1.0, beta: float | None = None,
                  warmup: int | None = None) -> None:
         super().__init__(setup)
+        if beta is None:
+            beta = pair_beta(setup.teacher_name, setup.student_name)
         for name, value in (("alpha", alpha), ("beta", beta)):
             check_option("dkd", name, value, value >= 0, ">= 0")
         if warmup is not None:

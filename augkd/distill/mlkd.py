@@ -1,10 +1,13 @@
 """Multi-level KD through knowledge alignment and correlation (MLKD; Ding et al., also DLKD).
 
-As in the authors' CIFAR code (docs/protocol.md §9): each image of a view enters in its four
-rotations (0, 90, 180, 270 degrees, ``torch.rot90`` of the base-augmented image, so all four
-share its crop and flip), the batch becoming ``[x_0; x_90; x_180; x_270]`` (4B). CE stays on the
-0-degree images (the trainer takes the task loss on the first B logits). On the pooled
-embeddings ``f_s`` (``[4B, d_s]``) and ``f_t`` (``[4B, d_t]``):
+As in the authors' CIFAR code (ifding/DLKD ``dataset/cifar.py``, ``CIFAR100.__getitem__``;
+docs/protocol.md §9): each training image is flipped once (p 0.5), then taken in its four
+rotations (0, 90, 180, 270 degrees), and each rotated copy gets its own random crop (pad H // 8)
+: :class:`RotatedCrops`, MLKD's base DA in place of the recipe's crop+flip. The batch becomes
+``[x_0; x_90; x_180; x_270]`` (4B, block by block); the DA under study then makes x~ from that
+4B batch (every copy drawn on its own in the per-image mode). CE stays on the 0-degree images
+(the trainer takes the task loss on the first B logits). On the pooled embeddings ``f_s``
+(``[4B, d_s]``) and ``f_t`` (``[4B, d_t]``):
 
 - alignment ``2 - 2 cos(h(f_s), f_t)``, h an MLP ``d_s -> 16 d_t -> d_t`` (BatchNorm, ReLU),
   mean over the 4B samples, weight 20;
@@ -16,12 +19,14 @@ embeddings ``f_s`` (``[4B, d_s]``) and ``f_t`` (``[4B, d_t]``):
   the student's and the teacher's embeddings of all 4B samples together as anchors (8B),
   positives the other anchors of the same label, temperature 0.07; weight 1.
 
-In augkd's two-view step both views are expanded: x~'s four rotations give a second MLKD term
-against the teacher's outputs on them, exactly as every other method computes its term on x~.
+The weights 20 / 50 / 1 are those of the authors' code; the paper's text gives 10 / 20 / 0.5
+(docs/protocol.md §9 says why augkd follows the code). In augkd's two-view step each view gives
+its MLKD term against the teacher's outputs on it, as every other method computes its term on x~.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import torch
@@ -36,10 +41,52 @@ from augkd.distill.base import (
     float32,
     register_distiller,
 )
+from augkd.augment.base import Augmentation, AugmentOutput, check_images
+from augkd.augment.geometric import CropParams, crop_and_flip, draw_flags
 from augkd.distill.cc import LinearEmbedding
 from augkd.models.base import ModelOutput
 
 ROTATIONS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class RotatedCropParams:
+    """Parameters of :class:`RotatedCrops`: ``flip`` bool ``[B]`` (one per image, shared by its
+    rotations) and ``crop`` offsets of the ``4B`` rotated copies (block by block)."""
+
+    flip: Tensor
+    crop: CropParams
+
+
+class RotatedCrops(Augmentation):
+    """MLKD's base DA: uint8 ``[B, C, S, S]`` -> ``[4B, C, S, S]``, rows ``k B .. (k+1) B`` the
+    images flipped (once per image, p 0.5), rotated by ``k`` x 90 degrees counter-clockwise
+    (``torch.rot90`` over H, W, as ``np.rot90`` of an HWC image) and cropped at their own offset
+    (zero padding ``S // 8``, as the recipe's crop). Square images only."""
+
+    name = "mlkd-rotations"
+
+    def sample(self, shape: torch.Size, device: torch.device,
+               generator: torch.Generator | None) -> RotatedCropParams:
+        """Draw the flip flags ``[B]``, then the ``4B`` crop offsets, int64 each."""
+        b, h, w = shape[0], shape[-2], shape[-1]
+        if h != w:
+            raise ValueError(f"mlkd rotates its images by 90 degrees and needs square ones, got "
+                             f"{h}x{w}")
+        flip = draw_flags(0.5, b, b, device, generator)
+        pad = h // 8
+        offsets = torch.randint(0, 2 * pad + 1, (2, ROTATIONS * b), device=device,
+                                generator=generator)
+        return RotatedCropParams(flip, CropParams(offsets[0], offsets[1], pad))
+
+    def apply(self, images: Tensor, params: RotatedCropParams) -> AugmentOutput:
+        """Flip, rotate four ways, crop every copy (see the class docstring)."""
+        check_images(images)
+        flipped = torch.where(params.flip[:, None, None, None], images.flip(-1), images)
+        return AugmentOutput(images=crop_and_flip(rotations(flipped), params.crop))
+
+    def __str__(self) -> str:
+        return "mlkd-rotations(flip, 4 rotations, a crop each)"
 
 
 def rotations(x: Tensor) -> Tensor:
@@ -117,9 +164,9 @@ class MLKD(Distiller):
         self.embed_student = LinearEmbedding(d_s, feat_dim)
         self.embed_teacher = LinearEmbedding(d_t, feat_dim)
 
-    def expand(self, x: Tensor) -> Tensor:
-        """The four rotations of a view: what the networks see instead of ``x``."""
-        return rotations(x)
+    def base_augmentation(self) -> Augmentation:
+        """Flip once, four rotations, an independent crop of each (:class:`RotatedCrops`)."""
+        return RotatedCrops()
 
     def forward(self, student: ModelOutput, teacher: ModelOutput, step: Step) -> dict[str, Tensor]:
         f_s, f_t = student.pooled, teacher.pooled.detach()

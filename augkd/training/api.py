@@ -372,7 +372,8 @@ def train(
                 log(f"removed {stale.name}, left by a write that was killed")
             run.create(cfg)
         common = dict(mean=cfg.mean, std=cfg.std, num_classes=data.num_classes,
-                      in_channels=data.in_channels, teacher=teacher, log=log)
+                      in_channels=data.in_channels, teacher=teacher, log=log,
+                      teacher_arch=teacher_manifest["architecture"] if teacher_manifest else "")
         if cfg.role == "student" and resolve_method(cfg.distill)[0].pretrains:
             # the method's pre-training stage, shared by the search's warm-ups and the run
             common["distiller_init"] = Trainer(
@@ -382,6 +383,8 @@ def train(
         if cfg.uses_agb_search:
             lam = search_agb_lambda(cfg, train_split, run, common, log)
         trainer = Trainer(cfg, train_split, test_split, run=run, agb_lambda=lam, **common)
+        if trainer.distiller is not None:
+            log(f"method: {trainer.distiller.resolved_spec()}")
         summary = trainer.fit(resume=resume, on_epoch=on_epoch)
         if not dist_info.is_main:
             return RunResult(run.path, summary)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 import augkd
 from augkd.augment import create as create_augmentation
 from augkd.augment.pick import make_scorer
-from augkd.augment.pipeline import Normalize, ViewPipeline
+from augkd.augment.pipeline import BASE_SPEC, Normalize, ViewPipeline
 from augkd.balance import create_balancer
 from augkd.distill import VIEWS, Distiller, DistillSetup, FeatureShapes, Step, create_distiller
 from augkd.distill.losses import task_loss
@@ -81,6 +81,16 @@ def _as_output(out: Tensor | ModelOutput) -> ModelOutput:
     return out if isinstance(out, ModelOutput) else ModelOutput(out, (), None)
 
 
+def _rank_rows(x: Tensor, batch: int, rank: int, world: int) -> Tensor:
+    """This rank's rows of a view ``[k B, ...]`` holding k copies of the B samples block by
+    block (k = 1, or MLKD's four rotations): samples ``rank, rank + world, ...`` of every block,
+    the blocks kept in order."""
+    copies = x.shape[0] // batch
+    if copies == 1:
+        return x[rank::world]
+    return x.unflatten(0, (copies, batch))[:, rank::world].flatten(0, 1)
+
+
 def _split_views(out: ModelOutput) -> list[ModelOutput]:
     """The outputs of one forward over ``[x; x~]`` as the outputs of x and of x~."""
     b = out.logits.shape[0] // 2
@@ -127,6 +137,7 @@ class Trainer:
         run: RunDir | None = None,
         agb_lambda: float | None = None,
         distiller_init: dict[str, Tensor] | None = None,
+        teacher_arch: str = "",
         log: Callable[[str], None] = print,
     ) -> None:
         if cfg.role == "student" and teacher is None:
@@ -166,17 +177,7 @@ class Trainer:
             teacher.to(memory_format=self.memory_format)
 
         self.normalize = Normalize(mean, std)
-        extra = None
-        if cfg.role == "student" and cfg.aug:
-            # --per-batch switches the DA to the paper's mode; without it the spec decides
-            extra = create_augmentation(cfg.aug, per_batch=True if cfg.per_batch else None)
-        self.pipeline = ViewPipeline(create_augmentation("crop+flip"), extra, self.normalize)
-        self.scorer = None
-        if self.pipeline.needs_scorer:
-            self.scorer = make_scorer(
-                extra.score, teacher=teacher, student=self.model, normalize=self.normalize
-            )
-
+        self.teacher_arch = teacher_arch
         self.distiller: Distiller | None = None
         self.method_params: list[nn.Parameter] = []
         if cfg.role == "student":
@@ -185,6 +186,20 @@ class Trainer:
                 self.distiller.load_state_dict(distiller_init, strict=False)
                 self.distiller.finish_init()
             self.method_params = [p for p in self.distiller.parameters() if p.requires_grad]
+
+        extra = None
+        if cfg.role == "student" and cfg.aug:
+            # --per-batch switches the DA to the paper's mode; without it the spec decides
+            extra = create_augmentation(cfg.aug, per_batch=True if cfg.per_batch else None)
+        # the method's own base DA (MLKD's four independently cropped rotations), else crop+flip
+        base = self.distiller.base_augmentation() if self.distiller is not None else None
+        self.pipeline = ViewPipeline(base or create_augmentation(BASE_SPEC), extra,
+                                     self.normalize)
+        self.scorer = None
+        if self.pipeline.needs_scorer:
+            self.scorer = make_scorer(
+                extra.score, teacher=teacher, student=self.model, normalize=self.normalize
+            )
         # a method with a pre-training stage trains only from its pre-trained state
         self._needs_init = (self.distiller is not None and self.distiller.pretrains
                             and distiller_init is None)
@@ -222,7 +237,8 @@ class Trainer:
             student=FeatureShapes.probe(self.model, sample),
             teacher=FeatureShapes.probe(self.teacher, sample),
             train_labels=train.labels, epochs=self.cfg.epochs,
-            temperature=self.cfg.temperature,
+            temperature=self.cfg.temperature, student_name=self.cfg.model,
+            teacher_name=self.teacher_arch or self.cfg.teacher_model or "",
         )
         return create_distiller(self.cfg.distill, setup)
 
@@ -232,7 +248,8 @@ class Trainer:
 
         Trains ``distiller.init_parameters()`` for ``distiller.init_epochs`` epochs on the
         teacher's features of base-augmented (crop+flip) training batches, with SGD at the
-        run's lr, momentum and weight decay. After every epoch the state and the epoch's mean
+        method's ``init_lr`` (FT: 0.01 for resnet/wrn students, as RepDistiller) or else the
+        run's lr, and the run's momentum and weight decay. After every epoch the state and the epoch's mean
         loss go to ``path`` (atomically), so a killed run continues from there.
 
         Returns:
@@ -245,7 +262,8 @@ class Trainer:
         named = dict(d.named_parameters())
         wanted = {id(p) for p in d.init_parameters()}
         names = [n for n, p in named.items() if id(p) in wanted]
-        optimizer = torch.optim.SGD([named[n] for n in names], lr=cfg.lr,
+        lr = d.init_lr if d.init_lr is not None else cfg.lr
+        optimizer = torch.optim.SGD([named[n] for n in names], lr=lr,
                                     momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         start, losses = 0, []
         if path is not None and path.is_file():
@@ -255,7 +273,7 @@ class Trainer:
             d.load_state_dict(state["parameters"], strict=False)
             optimizer.load_state_dict(state["optimizer"])
             start, losses = int(state["epoch"]), list(state["losses"])
-        base = ViewPipeline(create_augmentation("crop+flip"), None, self.normalize)
+        base = ViewPipeline(create_augmentation(BASE_SPEC), None, self.normalize)
         n = len(self.train_split)
         for epoch in range(start + 1, d.init_epochs + 1):
             generator = torch.Generator(device=self.device)
@@ -303,9 +321,9 @@ class Trainer:
             views = self.pipeline(images, generator, scorer=self.scorer)
         x, x_aug = views.original, views.augmented
         if self.dist.enabled:
-            r, w = self.dist.rank, self.dist.world_size
-            x, labels = x[r::w], labels[r::w]
-            x_aug = x_aug[r::w] if x_aug is not None else None
+            r, w, b = self.dist.rank, self.dist.world_size, labels.shape[0]
+            x, labels = _rank_rows(x, b, r, w), labels[r::w]
+            x_aug = _rank_rows(x_aug, b, r, w) if x_aug is not None else None
             index = index[r::w] if index is not None else None
         return x, x_aug, labels, index
 
@@ -325,8 +343,6 @@ class Trainer:
         """
         x, x_aug, labels, index = self.step_views(images, labels, generator, index)
         views = [x] if x_aug is None else [x, x_aug]
-        if self.distiller is not None:  # e.g. MLKD's four rotations of each view
-            views = [self.distiller.expand(v) for v in views]
         n_views = len(views)
         if self.cfg.joint_forward and n_views == 2:
             views = [torch.cat(views)]
@@ -341,7 +357,9 @@ class Trainer:
                 teachers = [_as_output(self.teacher(v, features=features)) for v in views]
             if len(views) != n_views:  # joint forward: split [x; x~] back into the two views
                 students, teachers = _split_views(students[0]), _split_views(teachers[0])
-            terms = {"task": task_loss(students[0].logits[:x.shape[0]], labels)}
+            # a method's base DA may give several copies per sample (MLKD's four rotations,
+            # block by block): the task loss is on the first copy, as the reference's
+            terms = {"task": task_loss(students[0].logits[:labels.shape[0]], labels)}
             name = self.distiller.name
             distill: Tensor | float = 0.0
             for view, s_out, t_out in zip(VIEWS, students, teachers, strict=False):
@@ -496,6 +514,7 @@ class Trainer:
         }
         if self.balancer is not None:
             summary["distill"] = self.cfg.distill
+            summary["distill_resolved"] = self.distiller.resolved_spec()
             summary["balancer"] = self.cfg.balancer
             if self.cfg.balancer == "agb":
                 summary["agb_lambda"] = self.agb_lambda

@@ -384,7 +384,8 @@ def _key_values(mapping: dict[str, Any]) -> pd.DataFrame:
 # take these escapes), block markup escaped at the start; <, >, & and ~ become entities, so no
 # value is read as HTML, an autolink, an entity or a strikethrough.
 _MD_ESCAPED = re.compile(r"([\\`*_\[\]!|])")
-_MD_BLOCK_START = re.compile(r"^(\s*)([#+\-=]|\d+(?=[.)]))")
+# block markup needs a space (or the line's end) after its marker: "0.864" and "-0.105" are text
+_MD_BLOCK_START = re.compile(r"^(\s*)([#+\-=]|\d+(?=[.)]))(?=[.)]?(\s|$))")
 _MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "~": "&#126;"}
 
 

@@ -17,19 +17,19 @@ Results folder (read by ``python -m augkd.report``)::
                         (with --validate) pearson/spearman/kendall, s_test_loss_tiers and
                         effect_vs_noise (the ANOVA of the per-seed values)
     OUT/per_seed.csv    every (DA, seed) measurement before averaging, with its one-run SE
-
-How sure the ranking is (:mod:`augkd.metrics.tiers`): every T. stddev has a standard error,
-one run's from a bootstrap over its groups, several seeds' from their spread (never below the
-one-run error); the DAs are grouped into tiers by Holm-corrected Welch tests between
-neighbours of the sorted order, and the best tier is the recommendation ("recommended: X (tied
-with Y)"). Warnings name what makes an answer weak: a teacher near chance
-(:data:`TEACHER_FLOOR`), a correlation from fewer than :data:`MIN_DAS_FOR_CORRELATION` DAs or
-students shorter than :data:`MIN_STUDENT_EPOCHS` epochs, and AGB lambdas that its held-out
-split cannot tell apart.
     OUT/tstddev/        the recorded group means of every measurement (to recompute the value)
     OUT/students/       the student runs of --validate
 
 With ``--both-modes`` OUT holds one such folder per mode: OUT/per-image/, OUT/per-batch/.
+
+How sure the ranking is (:mod:`augkd.metrics.tiers`): every T. stddev has a standard error,
+one run's from a bootstrap over its groups, several seeds' from their spread (never below the
+one-run error); walking down the sorted list, each DA joins its tier unless a Welch test
+separates it from the tier's best (Bonferroni over the k - 1 tests), and the first tier is the
+recommendation ("recommended: X (tied with Y)"). Warnings name what makes an answer weak: a
+teacher near chance (:data:`TEACHER_FLOOR`), a correlation from fewer than
+:data:`MIN_DAS_FOR_CORRELATION` DAs or students shorter than :data:`MIN_STUDENT_EPOCHS` epochs,
+and AGB lambdas that its held-out split cannot tell apart.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from augkd.metrics.tiers import (
     describe_tiers,
     effect_vs_noise,
     estimate,
-    neighbour_tiers,
+    leader_tiers,
 )
 from augkd.models import MODELS
 from augkd.report import build_report, write_results
@@ -370,7 +370,7 @@ def aggregate(per_seed: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Tiers]]:
         table[column + "_se"] = [est[a].se for a in table.index]
         table[column + "_std"] = [est[a].std for a in table.index]
         if all(np.isfinite(e.se) for e in est.values()):
-            tiers[column] = neighbour_tiers(est)
+            tiers[column] = leader_tiers(est)
     if "s_test_acc" in per_seed:
         table["s_test_acc"] = grouped["s_test_acc"].mean()
         table["s_test_acc_std"] = grouped["s_test_acc"].std(ddof=1)  # NaN with one seed
@@ -544,6 +544,15 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
     return folders
 
 
+def _text_table(table: pd.DataFrame) -> str:
+    """``table`` as left-aligned text columns, two spaces apart, headers first."""
+    cells = [[str(c) for c in table.columns]] + [[str(v) for v in row]
+                                                  for row in table.itertuples(index=False)]
+    widths = [max(len(row[j]) for row in cells) for j in range(len(table.columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
 def _with_error(mean: float, se: float, digits: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {se:.{digits}f}" if np.isfinite(se) else "")
 
@@ -554,8 +563,7 @@ def print_table(table: pd.DataFrame, summary: dict[str, Any], mode: str, log=pri
 
     Ties are shown by the tier column, not by ordinal ranks."""
     seeds = summary["uncertainty"]["seeds"]
-    width = max(len("DA"), *(len(a) for a in table["aug"]))
-    shown = pd.DataFrame({"tier": table["tier"], "DA": [a.ljust(width) for a in table["aug"]]})
+    shown = pd.DataFrame({"tier": table["tier"], "DA": table["aug"]})
     shown["T. stddev ± SE"] = [_with_error(m, e, 6)
                                for m, e in zip(table.t_stddev, table.t_stddev_se, strict=True)]
     if "s_test_loss" in table:
@@ -566,10 +574,11 @@ def print_table(table: pd.DataFrame, summary: dict[str, Any], mode: str, log=pri
             shown["loss tier"] = table["s_test_loss_tier"].astype(int)
         shown["S. test acc (%)"] = [f"{v:.2f}" for v in table["s_test_acc"]]
     log(f"\nranking ({mode}; lowest T. stddev first; {seeds} seed{'s' if seeds > 1 else ''}):")
-    log(shown.to_string(index=False))
+    log(_text_table(shown))
     log(f"  {summary['uncertainty']['t_stddev']}")
     tiers = summary["tiers"]
-    log(f"  tiers (Holm-corrected Welch tests between neighbours, alpha {tiers['alpha']:g}): "
+    log(f"  tiers (each DA against its tier's best: Welch test, Bonferroni, alpha "
+        f"{tiers['alpha']:g}): "
         + describe_tiers(tiers["tiers"]))
     best = summary["recommended"]
     tied = f" (tied with {', '.join(best['tied_with'])})" if best["tied_with"] else ""

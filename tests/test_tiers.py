@@ -22,8 +22,7 @@ from augkd.metrics.tiers import (
     describe_tiers,
     effect_vs_noise,
     estimate,
-    holm,
-    neighbour_tiers,
+    leader_tiers,
 )
 from augkd.metrics.tstddev import t_stddev_from_group_means
 from augkd.rank import RankConfig, agb_search_error, aggregate, caveats, judge, print_table
@@ -38,23 +37,23 @@ def one_run(mean: float, se: float) -> Estimate:
 
 
 def test_a_pair_far_inside_its_noise_is_tied() -> None:
-    tiers = neighbour_tiers({"a": one_run(0.0100, 0.0005), "b": one_run(0.0101, 0.0005)})
+    tiers = leader_tiers({"a": one_run(0.0100, 0.0005), "b": one_run(0.0101, 0.0005)})
     assert tiers.groups == (("a", "b"),)
     gap = tiers.gaps[0]
     assert gap.diff == pytest.approx(0.0001) and gap.p > 0.8 and not gap.separated
 
 
 def test_a_pair_far_outside_its_noise_is_not_tied() -> None:
-    tiers = neighbour_tiers({"b": one_run(0.0200, 0.0005), "a": one_run(0.0100, 0.0005)})
+    tiers = leader_tiers({"b": one_run(0.0200, 0.0005), "a": one_run(0.0100, 0.0005)})
     assert tiers.groups == (("a",), ("b",))
     assert tiers.order == ("a", "b") and tiers.tier_of("b") == 2
     assert tiers.gaps[0].p < 1e-40 and tiers.gaps[0].separated
 
 
 def test_seed_values_decide_the_same_way() -> None:
-    close = neighbour_tiers({"a": estimate([1.00, 1.02, 0.98]), "b": estimate([1.01, 0.99, 1.03])})
+    close = leader_tiers({"a": estimate([1.00, 1.02, 0.98]), "b": estimate([1.01, 0.99, 1.03])})
     assert close.groups == (("a", "b"),)
-    far = neighbour_tiers({"a": estimate([1.00, 1.02, 0.98]), "b": estimate([2.00, 2.02, 1.98])})
+    far = leader_tiers({"a": estimate([1.00, 1.02, 0.98]), "b": estimate([2.00, 2.02, 1.98])})
     assert far.groups == (("a",), ("b",))
     assert far.gaps[0].df == pytest.approx(4.0)  # Welch-Satterthwaite, equal variances
 
@@ -69,7 +68,7 @@ def test_the_cifar10_cpu_study_gives_the_tiers_its_data_supports() -> None:
         "autoaugment": (0.015213, 0.000222),
     }
     est = {a: Estimate(m, s / math.sqrt(5), s, 5, 4.0, "seeds") for a, (m, s) in per_da.items()}
-    tiers = neighbour_tiers(est)
+    tiers = leader_tiers(est)
     assert tiers.groups == (("cutmixpick-t",), ("cutmixpick-s",),
                             ("crop+flip", "mixup", "flip", "cutout", "cutmix", "identity"),
                             ("autoaugment",))
@@ -78,16 +77,22 @@ def test_the_cifar10_cpu_study_gives_the_tiers_its_data_supports() -> None:
     assert "(tied)" in tiers.describe() and tiers.best == ("cutmixpick-t",)
 
 
-def test_holm_adjusts_step_down_and_keeps_the_order() -> None:
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
-    assert holm([]) == []
+def test_a_slope_of_small_steps_does_not_chain_into_one_tier() -> None:
+    """Each step is within the noise, the ends are not: tiers follow the leader, not the
+    previous DA."""
+    est = {f"d{i}": one_run(0.0100 + 0.0004 * i, 0.0002) for i in range(8)}
+    tiers = leader_tiers(est)
+    assert len(tiers.groups) > 2
+    for group in tiers.groups:  # every DA is tied with its tier's best
+        lead = est[group[0]].mean
+        assert all(est[name].mean - lead < 0.0002 * math.sqrt(2) * 3.3 for name in group)
+    assert tiers.gaps[0].p_adjusted == pytest.approx(min(1.0, 7 * tiers.gaps[0].p))
 
 
 def test_tiers_need_an_error_for_every_da() -> None:
     with pytest.raises(ValueError, match="no standard error for b"):
-        neighbour_tiers({"a": one_run(1.0, 0.1), "b": estimate([2.0])})
-    single = neighbour_tiers({"a": one_run(1.0, 0.1)})
+        leader_tiers({"a": one_run(1.0, 0.1), "b": estimate([2.0])})
+    single = leader_tiers({"a": one_run(1.0, 0.1)})
     assert single.groups == (("a",),) and single.gaps == ()
     assert describe_tiers([["a"], ["b", "c"]]) == "tier 1: a; tier 2: b, c (tied)"
 
@@ -250,7 +255,7 @@ def test_rank_writes_tiers_and_the_report_draws_them(tmp_path, capsys) -> None:
     assert res.table["t_stddev_std"].isna().all() and (res.table["t_stddev_se"] > 0).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recommended"]["aug"] == summary["tiers"]["tiers"][0][0]
-    assert "Holm" in summary["tiers"]["method"] and summary["uncertainty"]["seeds"] == 1
+    assert "Bonferroni" in summary["tiers"]["method"] and summary["uncertainty"]["seeds"] == 1
     per_seed = pd.read_csv(out / "per_seed.csv")
     assert (per_seed["t_stddev_se"] > 0).all()
 

@@ -17,13 +17,15 @@ Three steps, each a pure function on numbers (no models, no files):
      known (normal) when the floor ``b`` does (a bootstrap over hundreds of groups).
    - values without a one-run error (a student's test loss): ``SE = s / sqrt(n)`` with
      ``n - 1`` degrees of freedom; one seed gives no SE at all.
-3. **Tiers** (:func:`neighbour_tiers`). Sort the DAs by their means; test each pair of
-   neighbours with Welch's t-test on ``d / sqrt(SE_a^2 + SE_b^2)`` (Welch-Satterthwaite
-   degrees of freedom; normal when both SEs count as known); correct the ``k - 1`` p-values
-   with Holm's step-down method; a new tier starts at every gap whose corrected p is below
-   ``alpha`` (0.05). Tiers are numbered 1, 2, ... from the lowest mean. A tier is a run of
-   neighbours that the measurement does not separate: it says "tied", not "equal", and the
-   two ends of a long tier may still differ from each other.
+3. **Tiers** (:func:`leader_tiers`). Sort the DAs by their means and walk down the list: the
+   first DA leads tier 1; every next DA is compared with the current tier's leader (its best
+   DA) by Welch's t-test on ``d / sqrt(SE_a^2 + SE_b^2)`` (Welch-Satterthwaite degrees of
+   freedom; normal when both SEs count as known), and starts a new tier, which it leads, when
+   the difference is significant at ``alpha / (k - 1)`` (Bonferroni over the ``k - 1``
+   comparisons the walk makes; ``alpha`` 0.05). So every DA of a tier is tied with the tier's
+   best ("tied": not separated by the measurement, not "equal"), and tier 1 is the best DA with
+   everything the measurement cannot tell from it. Comparing with the leader rather than with
+   the previous DA keeps a slope of small steps from chaining into one long tier.
 
 :func:`effect_vs_noise` is the one-way ANOVA of the per-seed values (is the spread of the DA
 means larger than the seed-to-seed noise?), and :func:`accuracy_se` the binomial standard
@@ -50,11 +52,10 @@ __all__ = [
     "describe_tiers",
     "effect_vs_noise",
     "estimate",
-    "holm",
-    "neighbour_tiers",
+    "leader_tiers",
 ]
 
-#: The family-wise error rate of the tier boundaries (Holm over the neighbour gaps).
+#: The family-wise error rate of the tier boundaries (Bonferroni over the k - 1 comparisons).
 ALPHA = 0.05
 #: Bootstrap resamples of the groups of one T. stddev measurement.
 N_BOOT = 1000
@@ -144,22 +145,10 @@ def estimate(values: Sequence[float], run_ses: Sequence[float] | None = None) ->
     return Estimate(float(x.mean()), std / math.sqrt(n), std, n, float(n - 1), "seeds")
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the input order (each at most 1)."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted.tolist()
-
-
 @dataclasses.dataclass(frozen=True)
 class Gap:
-    """The test between two neighbours of the sorted order (``lower`` has the lower mean)."""
+    """One comparison of the walk: a DA (``upper``) against its tier's leader (``lower``, the
+    lower mean); ``p_adjusted`` is Bonferroni's ``min(1, (k - 1) p)``."""
 
     lower: str
     upper: str
@@ -168,18 +157,18 @@ class Gap:
     statistic: float
     df: float
     p: float
-    p_holm: float
+    p_adjusted: float
     separated: bool
 
 
 @dataclasses.dataclass(frozen=True)
 class Tiers:
-    """DAs grouped into tiers the measurement tells apart (see :func:`neighbour_tiers`).
+    """DAs grouped into tiers the measurement tells apart (see :func:`leader_tiers`).
 
     Attributes:
         order: the names, lowest mean first.
         groups: the tiers, best first; each a tuple of names in order.
-        gaps: the ``k - 1`` neighbour tests, in order.
+        gaps: the ``k - 1`` comparisons of the walk, in order.
         alpha: the family-wise error rate of the boundaries.
         method: one line naming the procedure.
     """
@@ -222,13 +211,14 @@ def describe_tiers(groups: Sequence[Sequence[str]]) -> str:
                      for i, g in enumerate(groups, start=1))
 
 
-METHOD = ("neighbours in the sorted order compared by Welch's t-test on the difference of "
-          "means over its standard error, Holm-corrected over the k - 1 gaps; a new tier at "
-          "every gap with corrected p < alpha")
+METHOD = ("sorted by mean; each DA compared with its tier's best by Welch's t-test on the "
+          "difference of means over its standard error, and a new tier when p < alpha / (k - 1) "
+          "(Bonferroni over the k - 1 comparisons)")
 
 
-def neighbour_tiers(estimates: Mapping[str, Estimate], *, alpha: float = ALPHA) -> Tiers:
-    """Tiers of ``estimates`` (name -> :class:`Estimate`), lowest mean first.
+def leader_tiers(estimates: Mapping[str, Estimate], *, alpha: float = ALPHA) -> Tiers:
+    """Tiers of ``estimates`` (name -> :class:`Estimate`), lowest mean first (see the module
+    docstring, step 3).
 
     Every estimate needs a finite SE; an SE of 0 on both sides separates any difference
     (and ties an exact equality).
@@ -245,31 +235,34 @@ def neighbour_tiers(estimates: Mapping[str, Estimate], *, alpha: float = ALPHA) 
         raise ValueError(f"no standard error for {', '.join(missing)}: tiers need one per DA "
                          "(several seeds, or a one-run error)")
     order = sorted(estimates, key=lambda name: (estimates[name].mean, name))
-    raw = []
-    for lower, upper in zip(order, order[1:], strict=False):
-        a, b = estimates[lower], estimates[upper]
-        diff = b.mean - a.mean
-        var = a.se ** 2 + b.se ** 2
-        se = math.sqrt(var)
-        if se == 0.0:
-            statistic, df, p = (math.inf if diff > 0 else 0.0), math.inf, float(diff == 0)
-        else:
-            statistic = diff / se
-            tails = [e.se ** 4 / e.df for e in (a, b) if math.isfinite(e.df) and e.df > 0]
-            df = var ** 2 / sum(tails) if tails else math.inf
-            p = float(2 * (stats.norm.sf(abs(statistic)) if math.isinf(df)
-                           else stats.t.sf(abs(statistic), df)))
-        raw.append((lower, upper, diff, se, statistic, df, p))
-    adjusted = holm([r[-1] for r in raw]) if raw else []
-    gaps = tuple(Gap(*r, p_holm=q, separated=q < alpha) for r, q in zip(raw, adjusted,
-                                                                        strict=True))
+    comparisons = max(1, len(order) - 1)
     groups: list[list[str]] = [[order[0]]]
-    for gap in gaps:
+    gaps = []
+    for name in order[1:]:
+        leader = groups[-1][0]
+        diff, se, statistic, df, p = _welch(estimates[leader], estimates[name])
+        adjusted = min(1.0, comparisons * p)
+        gap = Gap(leader, name, diff, se, statistic, df, p, adjusted, adjusted < alpha)
+        gaps.append(gap)
         if gap.separated:
             groups.append([])
-        groups[-1].append(gap.upper)
-    return Tiers(order=tuple(order), groups=tuple(tuple(g) for g in groups), gaps=gaps,
+        groups[-1].append(name)
+    return Tiers(order=tuple(order), groups=tuple(tuple(g) for g in groups), gaps=tuple(gaps),
                  alpha=alpha, method=METHOD)
+
+
+def _welch(a: Estimate, b: Estimate) -> tuple[float, float, float, float, float]:
+    """``b - a``, its SE, the t statistic, Welch-Satterthwaite df (inf: normal) and two-sided p."""
+    diff = b.mean - a.mean
+    var = a.se ** 2 + b.se ** 2
+    se = math.sqrt(var)
+    if se == 0.0:
+        return diff, 0.0, (math.inf if diff else 0.0), math.inf, float(diff == 0)
+    statistic = diff / se
+    tails = [e.se ** 4 / e.df for e in (a, b) if math.isfinite(e.df) and e.df > 0]
+    df = var ** 2 / sum(tails) if tails else math.inf
+    p = 2 * (stats.norm.sf(abs(statistic)) if math.isinf(df) else stats.t.sf(abs(statistic), df))
+    return diff, se, statistic, df, float(p)
 
 
 def effect_vs_noise(values: Mapping[str, Sequence[float]]) -> dict[str, float | int]:

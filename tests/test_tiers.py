@@ -278,3 +278,16 @@ def test_old_results_folders_render_as_before(tmp_path) -> None:
     md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "| rank | DA | T. stddev |" in md and "010000 ± 0.001000" in md
     assert "How sure" not in md
+
+
+def test_a_one_seed_student_loss_is_shown_without_an_error(tmp_path) -> None:
+    from augkd.report import build_report, write_results
+
+    per_seed = per_seed_one_run().assign(s_test_loss=[1.2, 1.3, 1.1], s_test_acc=[60, 58, 61])
+    table, _ = aggregate(per_seed)
+    write_results(tmp_path / "one", table, {"protocol": {}})
+    build_report([tmp_path / "one"], tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    header = next(line for line in md.splitlines() if line.startswith("| tier |"))
+    assert "T. stddev ± SE" in header and "| S. test loss |" in header
+    assert "seed std" not in header  # one seed: no spread to show

@@ -324,11 +324,13 @@ def _display_table(res: Results) -> pd.DataFrame:
         title = _COLUMN_TITLES.get(column, column)
         if column in _DIGITS:
             digits = _DIGITS[column]
-            error = next((table[column + s] for s in ("_se", "_std") if column + s in table),
-                         None)
-            if column + "_se" in table:
+            # the SE where one exists (a one-seed student loss has none), else the seed std
+            kind = next((s for s in ("_se", "_std") if column + s in table
+                         and table[column + s].notna().any()), None)
+            error = table[column + kind] if kind else None
+            if kind == "_se":
                 title += " ± SE"
-            elif error is not None and tiered:  # beside "± SE" columns, say which ± this is
+            elif kind == "_std" and tiered:  # beside "± SE" columns, say which ± this is
                 title += " ± seed std"
             cells = []
             for i, v in enumerate(table[column]):

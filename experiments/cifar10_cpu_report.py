@@ -530,13 +530,34 @@ def embed_png(report_html: Path, alt: str, png: Path, nth: int = 0) -> None:
 # The report
 
 
-def results_folder_from_table(table: pd.DataFrame, corr: dict, spec: dict, into: Path) -> Path:
-    """augkd.report's results folder of the main sweep, rebuilt from the per-DA table."""
+def with_tiers(per_aug: pd.DataFrame, results: pd.DataFrame, tcol: str) -> pd.DataFrame:
+    """``per_aug`` plus the ranking's tiers and standard errors from the per-seed values
+    (augkd.metrics.tiers: the seeds' spread over sqrt(n), tiers by Welch tests against the tier's
+    best, Bonferroni), as ``augkd.rank`` writes them."""
+    from augkd.metrics.tiers import estimate, leader_tiers
+
+    out = per_aug.copy()
+    for column, source in (("t_stddev", tcol), ("s_test_loss", "last_test_loss")):
+        estimates = {aug: estimate(group[source].tolist())
+                     for aug, group in results.groupby("aug")}
+        tiers = leader_tiers(estimates)
+        prefix = "" if column == "t_stddev" else "s_test_loss_"
+        out[f"{prefix}tier"] = out["aug"].map(tiers.tier_of)
+        out[f"{column}_se"] = out["aug"].map(lambda a, e=estimates: e[a].se)
+    return out
+
+
+def results_folder_from_table(table: pd.DataFrame, corr: dict, spec: dict, into: Path,
+                              results: pd.DataFrame | None = None, tcol: str = "") -> Path:
+    """augkd.report's results folder of the main sweep, rebuilt from the per-DA table (with the
+    tiers of the per-seed ``results`` when given)."""
     pair = spec["pairs"][0]
     mode = spec["grid"]["mode"][0]
     epochs = spec["grid"]["epochs"][0]
     balancer = spec["grid"]["balancer"][0]
     per_aug = table.reset_index().rename(columns={"seeds": "n_seeds"})
+    if results is not None:
+        per_aug = with_tiers(per_aug, results, tcol)
     protocol = {"dataset": spec["dataset"]["name"], "dataset_source": spec["dataset"].get("root"),
                 "teacher": pair["teacher"], "student": pair["student"], "student_epochs": epochs,
                 "balancer": balancer, "mode": mode, "tstddev_mode": spec["tstddev"]["modes"][0],
@@ -696,7 +717,7 @@ def write_report(out: Path, results: pd.DataFrame, spec: dict, joint: pd.DataFra
     pair = spec["pairs"][0]
     with tempfile.TemporaryDirectory() as tmp:
         folders = report_folders or [results_folder_from_table(
-            tables["per_da"], tables["correlations"], spec, Path(tmp))]
+            tables["per_da"], tables["correlations"], spec, Path(tmp), results, tcol)]
         build_report(folders, out, title="CIFAR-10 (JPEG q75, 16 px, 5,000 training images): "
                      f"{pair['teacher']} → {pair['student']}, per-batch mode")
     scatter = out / "resnet20-resnet8-manual-per-batch-e15-scatter.png"

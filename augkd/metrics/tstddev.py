@@ -334,8 +334,10 @@ def measure_t_stddev(
 
     from tqdm.auto import tqdm  # lazy: only the measuring loop shows progress
 
+    # lazy: augkd.training imports augkd.metrics
+    from augkd.training.batches import shuffled_batches
+
     device = images_uint8.device
-    perm_device = generator.device if generator is not None else device
     n_batches = -(-n_images // batch_size)
     acc = GroupMeans(group_size)
     modes = [(m, m.training) for m in (teacher, student) if m is not None]
@@ -360,10 +362,9 @@ def measure_t_stddev(
             with tqdm(total=epochs * n_batches, desc="T. stddev", unit="batch",
                       disable=not progress) as bar:
                 for _ in range(epochs):
-                    perm = torch.randperm(n_images, generator=generator, device=perm_device)
-                    perm = perm.to(device)
-                    for b in range(n_batches):
-                        batch = images_uint8[perm[b * batch_size:(b + 1) * batch_size]]
+                    # the KD loop's batch order: same permutation, same slices
+                    for index in shuffled_batches(n_images, batch_size, generator, device):
+                        batch = images_uint8[index]
                         views = pipeline(batch, generator=generator, scorer=scorer)
                         new = [views.original]
                         if views.augmented is not None:

@@ -13,7 +13,6 @@ the uninterrupted run would have drawn.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -37,6 +36,7 @@ from augkd.models import create_model
 from augkd.models.base import ModelOutput
 from augkd.models.quant import quantize_model
 from augkd.training import distributed
+from augkd.training.batches import shuffled_batches
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir
@@ -249,8 +249,8 @@ class Trainer:
         Trains ``distiller.init_parameters()`` for ``distiller.init_epochs`` epochs on the
         teacher's features of base-augmented (crop+flip) training batches, with SGD at the
         method's ``init_lr`` (FT: 0.01 for resnet/wrn students, as RepDistiller) or else the
-        run's lr, and the run's momentum and weight decay. After every epoch the state and the epoch's mean
-        loss go to ``path`` (atomically), so a killed run continues from there.
+        run's lr, and the run's momentum and weight decay. After every epoch the state and the
+        epoch's mean loss go to ``path`` (atomically), so a killed run continues from there.
 
         Returns:
             The trained parameters by their names in the distiller's ``state_dict``.
@@ -278,12 +278,10 @@ class Trainer:
         for epoch in range(start + 1, d.init_epochs + 1):
             generator = torch.Generator(device=self.device)
             generator.manual_seed(epoch_seed(cfg.seed, -epoch))  # apart from the training's
-            order = torch.randperm(n, device=self.device, generator=generator)
+            batches = shuffled_batches(n, cfg.batch_size, generator, self.device)
             d.train()
             total = torch.zeros((), device=self.device)
-            n_steps = math.ceil(n / cfg.batch_size)
-            for step in range(n_steps):
-                index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            for index in batches:
                 with torch.no_grad(), self.autocast():
                     x = base(self.train_split.images[index], generator).original
                     teacher_out = self.teacher(x.contiguous(memory_format=self.memory_format),
@@ -294,7 +292,7 @@ class Trainer:
                 loss.backward()
                 optimizer.step()
                 total = total + loss.detach().float()
-            losses.append(float(total) / n_steps)
+            losses.append(float(total) / len(batches))
             self.log(f"{cfg.distill} pre-training: epoch {epoch}/{d.init_epochs}, "
                      f"loss {losses[-1]:.4f}")
             if path is not None and self.dist.is_main:
@@ -376,22 +374,20 @@ class Trainer:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(epoch_seed(cfg.seed, epoch))
         n = len(self.train_split)
-        order = torch.randperm(n, device=self.device, generator=generator)
+        world, rank = self.dist.world_size, self.dist.rank
+        # a last batch too small to give every rank a sample is dropped
+        batches = shuffled_batches(n, cfg.batch_size, generator, self.device, min_last=world)
+        n_steps = len(batches)
         self.model.train()
         if self.distiller is not None:
             self.distiller.train()
         sums: dict[str, Tensor] = {}
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
-        n_steps = math.ceil(n / cfg.batch_size)
-        world, rank = self.dist.world_size, self.dist.rank
-        if 0 < n % cfg.batch_size < world:  # a last batch too small to give every rank a sample
-            n_steps -= 1
         bar = tqdm(
-            range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+            batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
             disable=not cfg.progress, unit="step",
         )
-        for step in bar:
-            index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        for step, index in enumerate(bar):
             losses = self._losses(
                 self.train_split.images[index], self.train_split.labels[index], generator,
                 index, epoch,

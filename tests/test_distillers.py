@@ -39,6 +39,7 @@ from augkd.train import main as train_main
 from augkd.training import Split, TrainConfig, Trainer, load_teacher, train
 from augkd.training.checkpoint import load_checkpoint
 from augkd.training.run import RunDir
+from augkd.training.step import Batch, StepContext, loss_terms, step_views
 from tests.helpers import write_changed_spec
 
 FAST = dict(dataset="digits", progress=False, device="cpu")
@@ -546,8 +547,9 @@ def test_mlkd_task_loss_is_on_the_unrotated_images(digits, teacher_run):
                       in_channels=1, teacher=teacher, run=None, log=lambda s: None)
     images, labels = digits.train_images[:16], digits.train_labels[:16]
     generator = torch.Generator().manual_seed(0)
-    losses = trainer._losses(images, labels, generator, torch.arange(16), 1)
-    x = trainer.step_views(images, labels, torch.Generator().manual_seed(0))[0]
+    losses = loss_terms(trainer.parts, Batch(images, labels, torch.arange(16)),
+                        StepContext(epoch=1, step=0, generator=generator))
+    x = step_views(trainer.parts, Batch(images, labels), torch.Generator().manual_seed(0)).x
     trainer.model.train()
     with torch.no_grad():
         logits = trainer.model(x)  # MLKD's base DA: the four rotated crops, 4B rows

@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 from augkd.augment import Normalize, ViewPipeline, create
 from augkd.data import load_dataset
 from augkd.training import Split, TrainConfig, Trainer, load_teacher, train
+from augkd.training.step import Batch, step_views
 
 WORLD = 2
 
@@ -45,9 +46,9 @@ def _worker(rank: int, port: int, teacher: str, balancer: str, out: str) -> None
         trainer = Trainer(cfg, Split(data.train_images, data.train_labels),
                           Split(data.test_images, data.test_labels), mean=data.mean,
                           std=data.std, num_classes=10, in_channels=1, teacher=model)
-        views = trainer.step_views(data.train_images[:64], data.train_labels[:64],
-                                   torch.Generator().manual_seed(123), torch.arange(100, 164))
-        torch.save(views, f"{out}/views{rank}.pt")
+        batch = Batch(data.train_images[:64], data.train_labels[:64], torch.arange(100, 164))
+        views = step_views(trainer.parts, batch, torch.Generator().manual_seed(123))
+        torch.save(tuple(views), f"{out}/views{rank}.pt")
         unsynced = []
 
         def check_ranks_agree(optimizer, args, kwargs):

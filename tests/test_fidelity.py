@@ -34,6 +34,7 @@ from augkd.sweep import main as sweep_main
 from augkd.train import main as train_main
 from augkd.training import Split, TrainConfig, Trainer, load_student, train
 from augkd.training.run import RunDir
+from augkd.training.step import Batch, StepContext, loss_terms, step_views
 from tests.helpers import write_changed_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +142,8 @@ def test_each_view_gets_its_own_forward_by_default(digits, teacher_run, joint, u
     trainer = _student_trainer(digits, teacher_run, joint_forward=joint)
     trainer.model.train()
     generator = torch.Generator().manual_seed(0)
-    trainer._losses(digits.train_images[:64], digits.train_labels[:64], generator)
+    loss_terms(trainer.parts, Batch(digits.train_images[:64], digits.train_labels[:64]),
+               StepContext(epoch=1, step=0, generator=generator))
     assert _bn_counts(trainer.model) == {updates}
 
 
@@ -153,9 +155,11 @@ def test_two_forward_losses_equal_the_reference_step(digits, teacher_run):
     reference = create_model("resnet8", 10, 1)
     reference.load_state_dict(trainer.model.state_dict())
     images, labels = digits.train_images[:64], digits.train_labels[:64]
-    x, x_aug, _, _ = trainer.step_views(images, labels, torch.Generator().manual_seed(3))
+    x, x_aug, _, _ = step_views(trainer.parts, Batch(images, labels),
+                                torch.Generator().manual_seed(3))
     trainer.model.train(), reference.train()
-    losses = trainer._losses(images, labels, torch.Generator().manual_seed(3))
+    losses = loss_terms(trainer.parts, Batch(images, labels),
+                        StepContext(epoch=1, step=0, generator=torch.Generator().manual_seed(3)))
     with torch.no_grad():
         t_x, t_aug = trainer.teacher(x), trainer.teacher(x_aug)
     expected = kd_terms(reference(x), t_x, labels, reference(x_aug), t_aug, temperature=4.0)

@@ -17,7 +17,8 @@ import torch
 from augkd.augment import create
 from augkd.data import load_dataset
 from augkd.rank import main as rank_main
-from augkd.training import NonFiniteLossError, TrainConfig, Trainer, train
+from augkd.training import NonFiniteLossError, TrainConfig, train
+from augkd.training import step as step_module
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.run import RunDir, RunFolderBusyError
 
@@ -150,13 +151,13 @@ def test_leftover_temporaries_of_killed_writes_are_removed(tmp_path, digits):
 
 
 def test_nan_in_the_first_epoch_names_no_checkpoint(tmp_path, digits, monkeypatch):
-    original = Trainer._losses
+    original = step_module.loss_terms
 
-    def poisoned(self, images, labels, generator, *step):
-        losses = original(self, images, labels, generator, *step)
+    def poisoned(parts, batch, ctx):
+        losses = original(parts, batch, ctx)
         return {**losses, "task": losses["task"] * float("nan")}
 
-    monkeypatch.setattr(Trainer, "_losses", poisoned)
+    monkeypatch.setattr(step_module, "loss_terms", poisoned)
     with pytest.raises(NonFiniteLossError, match="no checkpoint was written before it") as err:
         train(teacher_cfg(), tmp_path / "nan", data=digits, log=lambda s: None)
     assert "last good checkpoint" not in str(err.value)

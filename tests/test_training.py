@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from augkd.training import NonFiniteLossError, Split, TrainConfig, Trainer, load_teacher, train
+from augkd.training import step as step_module
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.run import RunDir
+from augkd.training.step import Batch, StepContext, train_step
 
 FAST = dict(dataset="digits", progress=False, device="cpu")
 
@@ -105,17 +107,15 @@ def test_resume_refuses_a_changed_config(tmp_path, digits):
 
 
 def test_non_finite_loss_stops_naming_epoch_and_step(tmp_path, digits, monkeypatch):
-    original = Trainer._losses
-    calls = {"n": 0}
+    original = step_module.loss_terms
 
-    def poisoned(self, images, labels, generator, *step):
-        losses = original(self, images, labels, generator, *step)
-        calls["n"] += 1
-        if calls["n"] == 22 + 5:  # epoch 2 (22 steps per digits epoch), step 4
+    def poisoned(parts, batch, ctx):
+        losses = original(parts, batch, ctx)
+        if (ctx.epoch, ctx.step) == (2, 4):
             losses["task"] = losses["task"] * float("nan")
         return losses
 
-    monkeypatch.setattr(Trainer, "_losses", poisoned)
+    monkeypatch.setattr(step_module, "loss_terms", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 4"):
         train(teacher_cfg(epochs=3), tmp_path / "nan", data=digits, log=lambda s: None)
     assert load_checkpoint(tmp_path / "nan" / "checkpoint.pt")["epoch"] == 1
@@ -267,13 +267,11 @@ def test_a_cuda_training_step_never_waits_for_the_gpu(teacher_run, digits, aug, 
                       num_classes=10, in_channels=1,
                       teacher=load_teacher(teacher_run.run_dir, data, "cuda")[0])
     g = torch.Generator(device="cuda").manual_seed(0)
-    images, labels = data.train_images[:64], data.train_labels[:64]
+    batch = Batch(data.train_images[:64], data.train_labels[:64], torch.arange(64, device="cuda"))
+    parts = trainer.parts
 
-    def step():
-        losses = trainer._losses(images, labels, g)
-        trainer.balancer.backward(losses, trainer.params)
-        trainer.optimizer.step()
-        trainer.optimizer.zero_grad(set_to_none=True)
+    def step():  # the epoch loop's own step
+        train_step(parts, batch, StepContext(epoch=1, step=0, generator=g))
 
     step()  # warm-up: lazy initialisation may sync once
     torch.cuda.set_sync_debug_mode("error")
@@ -282,3 +280,36 @@ def test_a_cuda_training_step_never_waits_for_the_gpu(teacher_run, digits, aug, 
             step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_an_epoch_is_the_loop_of_train_step_over_the_shuffled_batches(teacher_run, digits):
+    """train_epoch adds nothing to the step: driving train_step by hand gives the same weights
+    and the same mean terms, and the step leaves detached terms and a device flag behind."""
+    from augkd.training.batches import shuffled_batches
+    from augkd.training.trainer import epoch_seed
+
+    cfg = student_cfg(teacher_run, epochs=1)
+    teacher = load_teacher(teacher_run.run_dir, digits)[0]
+
+    def trainer():
+        return Trainer(cfg, Split(digits.train_images, digits.train_labels),
+                       Split(digits.test_images, digits.test_labels), mean=digits.mean,
+                       std=digits.std, num_classes=10, in_channels=1, teacher=teacher)
+
+    by_epoch, by_hand = trainer(), trainer()
+    record = by_epoch.train_epoch(1)
+    generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, 1))
+    batches = shuffled_batches(len(digits.train_labels), cfg.batch_size, generator, "cpu")
+    parts, sums = by_hand.parts, {}
+    by_hand.model.train(), by_hand.distiller.train()
+    for step, index in enumerate(batches):
+        batch = Batch(digits.train_images[index], digits.train_labels[index], index)
+        result = train_step(parts, batch, StepContext(epoch=1, step=step, generator=generator))
+        assert result.non_finite.shape == () and not result.non_finite
+        assert all(not v.requires_grad for v in result.terms.values())
+        for name, value in result.terms.items():
+            sums[name] = sums.get(name, 0.0) + value
+    for key, value in by_epoch.model.state_dict().items():
+        assert torch.equal(value, by_hand.model.state_dict()[key]), key
+    assert {f"train_{k}": float(v) / len(batches) for k, v in sums.items()} == \
+        {k: v for k, v in record.items() if k.startswith("train_")}

@@ -5,6 +5,10 @@ are index slices of a per-epoch permutation, augmentation runs on the device, th
 in bf16 autocast and channels_last on CUDA. Inside an epoch nothing waits for the GPU: loss
 sums and the non-finite-loss check are device tensors, read once at the end of the epoch.
 
+The step itself (views, forwards, loss terms, the balancer's backward, the optimizer step) is
+:func:`augkd.training.step.train_step`; an epoch is the loop of that step over the batches of
+:func:`augkd.training.batches.shuffled_batches`.
+
 Randomness is derived from ``(seed, epoch)`` at the start of every epoch, so a run resumed
 from its checkpoint at an epoch boundary continues with exactly the batches and augmentations
 the uninterrupted run would have drawn.
@@ -20,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -29,17 +32,16 @@ from augkd.augment import create as create_augmentation
 from augkd.augment.pick import make_scorer
 from augkd.augment.pipeline import BASE_SPEC, Normalize, ViewPipeline
 from augkd.balance import create_balancer
-from augkd.distill import VIEWS, Distiller, DistillSetup, FeatureShapes, Step, create_distiller
-from augkd.distill.losses import task_loss
+from augkd.distill import Distiller, DistillSetup, FeatureShapes, create_distiller
 from augkd.metrics import evaluate
 from augkd.models import create_model
-from augkd.models.base import ModelOutput
 from augkd.models.quant import quantize_model
 from augkd.training import distributed
 from augkd.training.batches import shuffled_batches
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
 from augkd.training.run import RunDir
+from augkd.training.step import Batch, StepContext, StepParts, TaskOnly, train_step
 from augkd.training.tensorboard import EpochScalars
 from augkd.trust import reading_folder
 
@@ -74,33 +76,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return device
-
-
-def _as_output(out: Tensor | ModelOutput) -> ModelOutput:
-    """A model's result as a :class:`ModelOutput` (logits only when no features were asked)."""
-    return out if isinstance(out, ModelOutput) else ModelOutput(out, (), None)
-
-
-def _rank_rows(x: Tensor, batch: int, rank: int, world: int) -> Tensor:
-    """This rank's rows of a view ``[k B, ...]`` holding k copies of the B samples block by
-    block (k = 1, or MLKD's four rotations): samples ``rank, rank + world, ...`` of every block,
-    the blocks kept in order."""
-    copies = x.shape[0] // batch
-    if copies == 1:
-        return x[rank::world]
-    return x.unflatten(0, (copies, batch))[:, rank::world].flatten(0, 1)
-
-
-def _split_views(out: ModelOutput) -> list[ModelOutput]:
-    """The outputs of one forward over ``[x; x~]`` as the outputs of x and of x~."""
-    b = out.logits.shape[0] // 2
-    halves = []
-    for part in (slice(0, b), slice(b, None)):
-        halves.append(ModelOutput(
-            out.logits[part], tuple(s[part] for s in out.stages),
-            out.pooled[part] if out.pooled is not None else None,
-        ))
-    return halves
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -303,70 +278,20 @@ class Trainer:
         return {k: named[k].detach().clone() for k in names}
 
     # ------------------------------------------------------------------ the step
-    def step_views(
-        self, images: Tensor, labels: Tensor, generator: torch.Generator,
-        index: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
-        """The normalized views ``x``, ``x~``, the labels and the training-set indices of one
-        batch, for this rank.
-
-        The DAs run on the whole (global) batch on every rank, from the same generator, so the
-        per-image draws and the mixing partners are exactly those of a single-process run; a
-        rank then keeps every ``world_size``-th sample. Under autocast, so that CutMixPick's
-        scoring forward runs in bf16 on CUDA like the training forward.
-        """
-        with self.autocast():
-            views = self.pipeline(images, generator, scorer=self.scorer)
-        x, x_aug = views.original, views.augmented
-        if self.dist.enabled:
-            r, w, b = self.dist.rank, self.dist.world_size, labels.shape[0]
-            x, labels = _rank_rows(x, b, r, w), labels[r::w]
-            x_aug = _rank_rows(x_aug, b, r, w) if x_aug is not None else None
-            index = index[r::w] if index is not None else None
-        return x, x_aug, labels, index
-
-    def _losses(self, images: Tensor, labels: Tensor, generator: torch.Generator,
-                index: Tensor | None = None, epoch: int = 1) -> dict:
-        """Named loss terms of one batch.
-
-        As the reference code: the student and the teacher run once on ``x`` and once on
-        ``x~`` (two forwards), so each view is normalized by its own BatchNorm batch statistics
-        and the student's running statistics update twice per step. ``cfg.joint_forward``
-        runs one forward over ``[x; x~]`` instead (pooled statistics, one update). Either way
-        the step has one graph, from which the balancer takes its gradients.
-
-        Student runs return ``task = CE(S(x), y)`` and ``distill``, the method's loss summed
-        over the views (each view against the teacher's outputs on that view), plus detached
-        log terms ``<method>_<view>`` and ``<method>_<sub-term>_<view>``.
-        """
-        x, x_aug, labels, index = self.step_views(images, labels, generator, index)
-        views = [x] if x_aug is None else [x, x_aug]
-        n_views = len(views)
-        if self.cfg.joint_forward and n_views == 2:
-            views = [torch.cat(views)]
-        views = [v.contiguous(memory_format=self.memory_format) for v in views]
-        features = self.distiller is not None and self.distiller.reads_features
-        no_sync = self.forward_model.no_sync if self.dist.enabled else nullcontext
-        with self.autocast(), no_sync():
-            students = [_as_output(self.forward_model(v, features=features)) for v in views]
-            if self.teacher is None:
-                return {"task": F.cross_entropy(students[0].logits.float(), labels)}
-            with torch.no_grad():
-                teachers = [_as_output(self.teacher(v, features=features)) for v in views]
-            if len(views) != n_views:  # joint forward: split [x; x~] back into the two views
-                students, teachers = _split_views(students[0]), _split_views(teachers[0])
-            # a method's base DA may give several copies per sample (MLKD's four rotations,
-            # block by block): the task loss is on the first copy, as the reference's
-            terms = {"task": task_loss(students[0].logits[:labels.shape[0]], labels)}
-            name = self.distiller.name
-            distill: Tensor | float = 0.0
-            for view, s_out, t_out in zip(VIEWS, students, teachers, strict=False):
-                out = self.distiller(s_out, t_out, Step(labels, index, view, epoch, generator))
-                distill = distill + out["loss"]
-                terms[f"{name}_{view}"] = out["loss"].detach()
-                terms.update({f"{name}_{k}_{view}": v for k, v in out.items() if k != "loss"})
-        terms["distill"] = distill
-        return terms
+    @property
+    def parts(self) -> StepParts:
+        """What :func:`~augkd.training.step.train_step` uses: this trainer's model, teacher,
+        method, DAs, balancer (:class:`TaskOnly` for a teacher) and optimizer."""
+        balancer = self.balancer
+        if balancer is None:  # a teacher run
+            balancer = TaskOnly(distributed.all_reduce_mean if self.dist.enabled else None)
+        return StepParts(
+            model=self.forward_model, teacher=self.teacher, distiller=self.distiller,
+            pipeline=self.pipeline, scorer=self.scorer, balancer=balancer,
+            optimizer=self.optimizer, params=self.params, method_params=self.method_params,
+            autocast=self.autocast, memory_format=self.memory_format, dist=self.dist,
+            joint_forward=self.cfg.joint_forward,
+        )
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training split; returns the epoch's mean loss parts."""
@@ -374,10 +299,10 @@ class Trainer:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(epoch_seed(cfg.seed, epoch))
         n = len(self.train_split)
-        world, rank = self.dist.world_size, self.dist.rank
         # a last batch too small to give every rank a sample is dropped
-        batches = shuffled_batches(n, cfg.batch_size, generator, self.device, min_last=world)
-        n_steps = len(batches)
+        batches = shuffled_batches(n, cfg.batch_size, generator, self.device,
+                                   min_last=self.dist.world_size)
+        parts = self.parts
         self.model.train()
         if self.distiller is not None:
             self.distiller.train()
@@ -388,30 +313,10 @@ class Trainer:
             disable=not cfg.progress, unit="step",
         )
         for step, index in enumerate(bar):
-            losses = self._losses(
-                self.train_split.images[index], self.train_split.labels[index], generator,
-                index, epoch,
-            )
-            # Ranks hold len(range(rank, b, world)) of the b samples; weighting each rank's mean
-            # loss by its share makes the all-reduced mean gradient the global batch's.
-            b = min(cfg.batch_size, n - step * cfg.batch_size)
-            share = len(range(rank, b, world)) * world / b
-            if self.balancer is None:
-                total = losses["task"]
-                (total * share if share != 1 else total).backward()
-                if self.dist.enabled:
-                    distributed.all_reduce_mean([p.grad for p in self.params])
-            else:
-                if share != 1:
-                    losses = {**losses, **{k: losses[k] * share for k in ("task", "distill")}}
-                self.balancer.backward(losses, self.params, self.method_params)
-                total = sum(losses[k] for k in ("task", "distill"))
-            bad = ~torch.isfinite(total.detach())
-            first_bad = torch.where((first_bad < 0) & bad, step, first_bad)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            for name, value in losses.items():
-                value = value.detach().float()
+            batch = Batch(self.train_split.images[index], self.train_split.labels[index], index)
+            result = train_step(parts, batch, StepContext(epoch, step, generator))
+            first_bad = torch.where((first_bad < 0) & result.non_finite, step, first_bad)
+            for name, value in result.terms.items():
                 sums[name] = sums[name] + value if name in sums else value
         bar.close()
         bad_step = int(first_bad)  # the epoch's one host sync
@@ -422,7 +327,7 @@ class Trainer:
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {epoch}, step {bad_step}: the run stops here{last}"
             )
-        record = {f"train_{k}": float(v) / n_steps for k, v in sums.items()}
+        record = {f"train_{k}": float(v) / len(batches) for k, v in sums.items()}
         if self.balancer is not None:
             record.update({f"balance_{k}": v for k, v in self.balancer.epoch_stats().items()})
         return record

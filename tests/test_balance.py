@@ -525,3 +525,21 @@ def test_agb_flat_buffer_step_equals_the_two_backward_reference_over_steps() -> 
                 p.grad = None
         twin.load_state_dict(student.state_dict())  # weights and BatchNorm statistics
         twin_reg.load_state_dict(regressor.state_dict())
+
+
+def test_balancer_specs_carry_their_options() -> None:
+    gradnorm = create_balancer("gradnorm(alpha=1, lr=0.01)")
+    assert (gradnorm.alpha, gradnorm.lr) == (1.0, 0.01)
+    uncertainty = create_balancer("uncertainty(init_log_var=0.5)")
+    assert torch.equal(uncertainty.log_vars.detach(), torch.full((2,), 0.5))
+    assert create_balancer("manual()", w_task=0.2).w_task == 0.2  # spec and arguments add up
+    for spec, word in (("gradnorm(alpah=1)", "'alpah'.*allowed: alpha, lr"),
+                       ("gradnorm(alpha=fast)", "alpha"), ("gradnorm(lr=0)", "'lr'"),
+                       ("uncertainty(init_log_var=true)", "init_log_var"),
+                       ("gradnorm(alpha=1", "malformed balancer spec")):
+        with pytest.raises(ValueError, match=word):
+            create_balancer(spec)
+    with pytest.raises(ValueError, match="'lam' given in the spec"):
+        create_balancer("agb(lam=0.3)", lam=0.2)
+    with pytest.raises(UnknownNameError, match="known: .*gradnorm"):
+        create_balancer("gradnrom(alpha=1)")

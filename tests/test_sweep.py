@@ -54,6 +54,7 @@ def test_shards_cover_every_job_exactly_once(count):
         ({"grid__epochs": []}, "grid.epochs"),
         ({"grid__seed": ["zero"]}, "grid.seed"),
         ({"grid__balancer": ["magic"]}, "magic"),
+        ({"grid__balancer": ["gradnorm(alpah=1)"]}, "alpah"),
         ({"student": {"aug": "cutmix"}}, "aug"),
         ({"tstddev__modes": ["sideways"]}, "sideways"),
         ({"dataset": "mnist"}, "mnist"),
@@ -192,3 +193,15 @@ def test_two_workers_run_every_job_once_with_the_results_of_one(tmp_path, capfd)
 def test_workers_must_be_positive(tmp_path, capsys):
     assert main([str(SMOKE), "--out", str(tmp_path / "w"), "--workers", "0"]) != 0
     assert "--workers must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_grid_balancer_spec_reaches_the_student_and_names_its_folder(tmp_path):
+    from augkd.sweep.spec import student_config
+
+    sweep = load_spec(write_spec(tmp_path, grid__balancer=["manual", "gradnorm(alpha=1.0)"]))
+    students = [j for j in sweep.jobs() if j.kind == "student"]
+    keys = {j.key.split("/")[-1].split("-")[0] for j in students}
+    assert keys == {"manual", "gradnorm_alpha_1.0_"}  # a plain name keeps its old folder
+    job = next(j for j in students if j.balancer != "manual")
+    cfg = student_config(sweep.spec, job, teacher="t")
+    assert cfg.balancer_options() == {"alpha": 1.0}

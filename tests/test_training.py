@@ -313,3 +313,47 @@ def test_an_epoch_is_the_loop_of_train_step_over_the_shuffled_batches(teacher_ru
         assert torch.equal(value, by_hand.model.state_dict()[key]), key
     assert {f"train_{k}": float(v) / len(batches) for k, v in sums.items()} == \
         {k: v for k, v in record.items() if k.startswith("train_")}
+
+
+def test_balancer_options_come_from_the_spec(teacher_run, digits):
+    teacher = load_teacher(teacher_run.run_dir, digits)[0]
+
+    def balancer(spec):
+        trainer = Trainer(student_cfg(teacher_run, balancer=spec),
+                          Split(digits.train_images, digits.train_labels),
+                          Split(digits.test_images, digits.test_labels), mean=digits.mean,
+                          std=digits.std, num_classes=10, in_channels=1, teacher=teacher)
+        return trainer.balancer
+
+    gradnorm = balancer("gradnorm(alpha=1.0, lr=0.01)")
+    assert (gradnorm.name, gradnorm.alpha, gradnorm.lr) == ("gradnorm", 1.0, 0.01)
+    assert float(balancer("uncertainty(init_log_var=0.5)").log_vars.detach()[0]) == 0.5
+    assert balancer("gradnorm").alpha == 1.5  # a bare name keeps the defaults
+
+
+def test_agb_and_manual_options_keep_their_config_fields():
+    cfg = TrainConfig(role="student", teacher="t", balancer="agb", agb_lambda=0.3)
+    assert cfg.balancer_options() == {"lam": 0.3}
+    assert cfg.balancer_options(agb_lambda=0.7) == {"lam": 0.7}  # the search's choice
+    cfg = TrainConfig(role="student", teacher="t", balancer="manual", w_distill=2.0)
+    assert cfg.balancer_options() == {"w_task": 0.1, "w_distill": 2.0}
+    assert TrainConfig(balancer="gradnorm(alpha=1)").balancer_name == "gradnorm"
+
+
+@pytest.mark.parametrize("spec, word", [
+    ("gradnorm(alpah=1.0)", "alpah"), ("gradnorm(lr=0)", "'lr'"),
+    ("uncertainty(init_log_var=x)", "init_log_var"), ("agb(lam=0.3)", "agb_lambda"),
+    ("manual(w_task=1)", "field w_task"), ("gradnrom", "known: agb"),
+])
+def test_a_bad_balancer_spec_is_refused_naming_the_option(spec, word):
+    with pytest.raises(ValueError, match=word):
+        TrainConfig(role="student", teacher="t", balancer=spec)
+
+
+def test_cli_takes_a_balancer_spec():
+    from augkd.train import build_parser, config_from_args
+
+    args = build_parser().parse_args(["student", "--teacher", "t", "--balancer",
+                                      "gradnorm(alpha=1.0)"])
+    cfg = config_from_args(args)
+    assert cfg.balancer == "gradnorm(alpha=1.0)" and cfg.balancer_options() == {"alpha": 1.0}

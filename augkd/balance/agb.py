@@ -193,7 +193,7 @@ class AGB(Balancer):
     mean_keys = ("w_task", "w_distill", "alpha", "beta", "cos_theta", "norm_ratio")
     count_keys = ("n_degenerate", "n_fallback")
 
-    def __init__(self, lam: float = 0.5) -> None:
+    def __init__(self, *, lam: float = 0.5) -> None:
         super().__init__()
         if not isinstance(lam, Real) or not 0.0 <= float(lam) <= 1.0:
             raise ValueError(f"option 'lam' of balancer 'agb' must be in [0, 1], got {lam!r}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -156,7 +157,8 @@ BALANCERS: Registry[type[Balancer]] = Registry("balancer")
 def register_balancer(name: str) -> Callable[[type[Balancer]], type[Balancer]]:
     """Class decorator: register a :class:`Balancer` subclass under ``name``.
 
-    The class's keyword ``__init__`` parameters are the options :func:`create_balancer` accepts.
+    The class's keyword-only, type-hinted ``__init__`` parameters are its options: what a spec
+    such as ``gradnorm(alpha=1.0, lr=0.01)`` and :func:`create_balancer` accept.
     """
 
     def decorator(cls: type[Balancer]) -> type[Balancer]:
@@ -167,26 +169,44 @@ def register_balancer(name: str) -> Callable[[type[Balancer]], type[Balancer]]:
     return decorator
 
 
-def create_balancer(name: str, **options: object) -> Balancer:
-    """Build the balancer registered as ``name`` with the given options.
+def resolve_balancer(spec: str) -> tuple[type[Balancer], dict[str, Any]]:
+    """The class and the type-checked options named by a spec, e.g. ``'gradnorm(alpha=1.0)'``
+    (the grammar of the DA and distillation-method specs, :func:`augkd.augment.spec.parse_spec`).
 
     Raises:
-        UnknownNameError: ``name`` is not registered (the message lists the known names).
-        ValueError: an option is unknown to this balancer or out of range (the message names it).
+        UnknownNameError: the name is not registered (the message lists the known names).
+        ValueError: a malformed spec, an unknown option (the message lists the allowed ones) or
+            a value of the wrong type. Ranges are checked when the balancer is built.
     """
+    # lazy: the spec module imports every DA, which a balancer never needs otherwise
+    from augkd.augment.spec import check_spec_options, parse_spec
+
+    name, kwargs = parse_spec(spec, kind="balancer")
     cls = BALANCERS.get(name)
-    known = [
-        p.name
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    return cls, check_spec_options(f"balancer {name}", cls, kwargs, word="option")
+
+
+def create_balancer(spec: str, **options: object) -> Balancer:
+    """Build the balancer a spec names (``"agb"``, ``"gradnorm(alpha=1.0, lr=0.01)"``), with
+    ``options`` added to the spec's own.
+
+    Raises:
+        UnknownNameError: the name is not registered (the message lists the known names).
+        ValueError: a malformed spec, an option unknown to this balancer, given twice (in the
+            spec and in ``options``) or out of range (the message names it).
+    """
+    cls, given = resolve_balancer(spec)
+    twice = sorted(set(given) & set(options))
+    if twice:
+        raise ValueError(f"balancer {cls.name}: option {twice[0]!r} given in the spec "
+                         f"{spec!r} and again as an argument")
+    known = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+             if p.kind is p.KEYWORD_ONLY]
     for option in options:
         if option not in known:
-            raise ValueError(
-                f"unknown option {option!r} for balancer {name!r}; "
-                f"known: {', '.join(known) or '(none)'}"
-            )
-    return cls(**options)
+            raise ValueError(f"unknown option {option!r} for balancer {cls.name!r}; "
+                             f"known: {', '.join(known) or '(none)'}")
+    return cls(**given, **options)
 
 
 def check_losses(losses: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -21,8 +21,8 @@ Choices made here:
   last conv for AT, CC, CRD, .... (With W = the classifier, ``|grad_W L_distill|`` would be 0 for
   every feature method, and GradNorm would drive the task weight to its floor.) W is found once,
   on the first step (of a run, and of a resumed run), from that step's gradients of both losses
-  (two extra backwards and one host sync, once). A step on which no such parameter exists is refused with an error naming the
-  losses.
+  (two extra backwards and one host sync, once). A step on which no such parameter exists is
+  refused with an error naming the losses.
 - Since ``G_i = w_i |grad_W L_i|``, ``grad_{w_i} L_gn = sign(G_i - target_i) |grad_W L_i|`` is
   computed in closed form (no second-order graph).
 - The weight update is an Adam step (betas 0.9 / 0.999, eps 1e-8) with learning rate ``lr``,
@@ -104,7 +104,7 @@ class GradNorm(Balancer):
     adam_exp_avg_sq: Tensor
     adam_step: Tensor
 
-    def __init__(self, alpha: float = 1.5, lr: float = 0.025) -> None:
+    def __init__(self, *, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__()
         for option, value, ok in (
             ("alpha", alpha, lambda v: v >= 0),

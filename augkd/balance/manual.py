@@ -40,7 +40,7 @@ class Manual(Balancer):
     Epoch statistics: ``w_task``, ``w_distill`` (the constants).
     """
 
-    def __init__(self, w_task: float = 0.1, w_distill: float = 0.9) -> None:
+    def __init__(self, *, w_task: float = 0.1, w_distill: float = 0.9) -> None:
         super().__init__()
         self.w_task = _check_weight("w_task", w_task)
         self.w_distill = _check_weight("w_distill", w_distill)

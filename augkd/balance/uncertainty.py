@@ -48,7 +48,7 @@ class Uncertainty(Balancer):
 
     mean_keys = ("w_task", "w_distill", "log_var_task", "log_var_distill")
 
-    def __init__(self, init_log_var: float = 0.0) -> None:
+    def __init__(self, *, init_log_var: float = 0.0) -> None:
         super().__init__()
         if not isinstance(init_log_var, Real) or not math.isfinite(init_log_var):
             raise ValueError(

@@ -110,7 +110,7 @@ def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
                     summary["seed_bootstrap"] = seed_bootstrap_correlations(
                         x.to_numpy(), y.loc[x.index].to_numpy())
             method = "" if distill == DEFAULT_DISTILLER else f"{safe_name(distill)}-"
-            name = (f"{pair}-{method}{balancer}-{mode}-e{epochs}"
+            name = (f"{pair}-{method}{safe_name(balancer)}-{mode}-e{epochs}"
                     + (f"-cross-t{tmode}" if cross else ""))
             write_results(runner.out / "results" / name, per_aug, summary)
 

@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from augkd.augment import create
-from augkd.balance import BALANCERS
 from augkd.data import DATASETS, accepted_options
 from augkd.data.dataset import TRANSFORM_OPTIONS
 from augkd.distill import DEFAULT_DISTILLER, resolve_method
@@ -72,7 +71,7 @@ class Job:
         # KD students keep the folder names of sweeps from before the method axis
         method = "" if self.distill == DEFAULT_DISTILLER else f"{safe_name(self.distill)}-"
         return (f"students/{self.pair.name}/{safe_name(self.aug)}/"
-                f"{method}{self.balancer}-{self.mode}-e{self.epochs}-s{self.seed}")
+                f"{method}{safe_name(self.balancer)}-{self.mode}-e{self.epochs}-s{self.seed}")
 
 
 @dataclasses.dataclass
@@ -244,9 +243,11 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
             resolve_method(method)
         except ValueError as err:
             raise SpecError(f"grid.distill: {err}") from None
-    for name in grid["balancer"]:
-        if name not in BALANCERS:
-            raise SpecError(f"unknown balancer {name!r} in grid; known: {', '.join(BALANCERS)}")
+    for balancer in grid["balancer"]:
+        try:
+            TrainConfig(balancer=balancer).balancer_options(check=True)
+        except ValueError as err:
+            raise SpecError(f"grid.balancer: {err}") from None
     for mode in grid["mode"]:
         if mode not in MODES:
             raise SpecError(f"unknown mode {mode!r} in grid; known: {', '.join(MODES)}")

@@ -25,6 +25,11 @@ RUNTIME_DATASET_OPTIONS = ("download",)
 # comparison matches any value.
 RESOLVED_FIELDS = ("mean", "std")
 
+#: Balancer options that come from config fields, not from the ``balancer`` spec, so configs
+#: and run folders from before balancer specs keep their meaning (and AGB's search sets lam).
+BALANCER_FIELDS = {"agb": {"lam": "agb_lambda"},
+                   "manual": {"w_task": "w_task", "w_distill": "w_distill"}}
+
 # docs/protocol.md §1: lr 0.01 for MobileNetV2 and ShuffleNet students, 0.05 otherwise.
 _LOW_LR_MODELS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
 
@@ -89,6 +94,8 @@ class TrainConfig:
     # the distillation method, an augkd.distill spec such as "fitnet(hint_layer=2)"
     distill: str = "kd"
     temperature: float = 4.0
+    # the loss balancer, an augkd.balance spec such as "gradnorm(alpha=1.0, lr=0.01)"; agb's lam
+    # and manual's weights are the fields agb_lambda, w_task and w_distill (BALANCER_FIELDS)
     balancer: str = "agb"
     agb_lambda: float = 0.5  # used as given when agb_search is off (--agb-lambda X)
     agb_search: bool = True  # AGB's Algorithm 1: pick lambda on a held-out split first
@@ -167,7 +174,6 @@ class TrainConfig:
             from augkd.augment import create  # fails here, naming a bad DA, before any work
 
             create(self.aug, per_batch=True if self.per_batch else None)
-        from augkd.balance import BALANCERS
         from augkd.distill import resolve_method
         from augkd.models import MODELS
 
@@ -179,7 +185,7 @@ class TrainConfig:
                 parse_quant(self.quant)
             except ValueError as err:
                 raise ValueError(f"quant: {err}") from None
-        BALANCERS.get(self.balancer)  # unknown names -> an error listing the known ones
+        self.balancer_options(check=True)  # a bad name, option or value fails here, by name
         MODELS.get(self.model)
         if self.teacher_model is not None:
             MODELS.get(self.teacher_model)
@@ -187,7 +193,41 @@ class TrainConfig:
     @property
     def uses_agb_search(self) -> bool:
         """Whether a student run first searches AGB's lambda (balancer agb, search on)."""
-        return self.role == "student" and self.balancer == "agb" and self.agb_search
+        return self.role == "student" and self.balancer_name == "agb" and self.agb_search
+
+    @property
+    def balancer_name(self) -> str:
+        """The registered name in the ``balancer`` spec (``gradnorm`` of ``gradnorm(alpha=1)``)."""
+        from augkd.balance.base import resolve_balancer
+
+        return resolve_balancer(self.balancer)[0].name
+
+    def balancer_options(self, agb_lambda: float | None = None,
+                         check: bool = False) -> dict[str, Any]:
+        """The options of the run's balancer: the spec's, plus agb's ``lam`` (``agb_lambda``,
+        or the given one: the lambda the search chose) and manual's weights
+        (:attr:`manual_weights`).
+
+        Raises:
+            ValueError: naming the option: the spec sets an option that has its own field
+                (``agb(lam=...)``), or (with ``check``) the balancer refuses its options.
+        """
+        from augkd.balance.base import resolve_balancer
+
+        cls, options = resolve_balancer(self.balancer)  # errors name the balancer and option
+        fields = BALANCER_FIELDS.get(cls.name, {})
+        for option, name in fields.items():
+            if option in options:
+                raise ValueError(f"balancer {cls.name}: set {option} with the config field "
+                                 f"{name} (--{name.replace('_', '-')}), not in the spec "
+                                 f"{self.balancer!r}")
+        lam = self.agb_lambda if agb_lambda is None else agb_lambda
+        w_task, w_distill = self.manual_weights
+        values = {"agb_lambda": lam, "w_task": w_task, "w_distill": w_distill}
+        options.update({option: values[name] for option, name in fields.items()})
+        if check:  # ranges are the balancer's own checks: build one (a few tensors at most)
+            cls(**options)
+        return options
 
     @property
     def manual_weights(self) -> tuple[float, float]:

@@ -182,12 +182,8 @@ class Trainer:
         self.balancer = None
         if cfg.role == "student":
             self.agb_lambda = cfg.agb_lambda if agb_lambda is None else agb_lambda
-            w_task, w_distill = cfg.manual_weights
-            options = {
-                "agb": {"lam": self.agb_lambda},
-                "manual": {"w_task": w_task, "w_distill": w_distill},
-            }.get(cfg.balancer, {})
-            self.balancer = create_balancer(cfg.balancer, **options).to(self.device)
+            name, options = cfg.balancer_name, cfg.balancer_options(self.agb_lambda)
+            self.balancer = create_balancer(name, **options).to(self.device)
             if self.dist.enabled:
                 self.balancer.grad_reducer = distributed.all_reduce_mean
 
@@ -417,9 +413,9 @@ class Trainer:
             summary["distill"] = self.cfg.distill
             summary["distill_resolved"] = self.distiller.resolved_spec()
             summary["balancer"] = self.cfg.balancer
-            if self.cfg.balancer == "agb":
+            if self.cfg.balancer_name == "agb":
                 summary["agb_lambda"] = self.agb_lambda
-            elif self.cfg.balancer == "manual":
+            elif self.cfg.balancer_name == "manual":
                 summary["w_task"], summary["w_distill"] = self.cfg.manual_weights
         if self.run is not None and self.dist.is_main:
             self.run.write_json("summary.json", summary)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The fast digits configuration of the end-to-end tests (TrainConfig fields).
+FAST = dict(dataset="digits", progress=False, device="cpu")
+
 
 def write_changed_spec(spec: dict, tmp_path: Path, **changes) -> Path:
     """Write ``spec`` with ``changes`` applied (``grid__seed=[1]`` sets spec["grid"]["seed"])

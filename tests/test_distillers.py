@@ -40,9 +40,8 @@ from augkd.training import Split, TrainConfig, Trainer, load_teacher, train
 from augkd.training.checkpoint import load_checkpoint
 from augkd.training.run import RunDir
 from augkd.training.step import Batch, StepContext, loss_terms, step_views
-from tests.helpers import write_changed_spec
+from tests.helpers import FAST, write_changed_spec
 
-FAST = dict(dataset="digits", progress=False, device="cpu")
 ALL_METHODS = ("kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ft", "nst", "crd", "dkd",
                "mlkd", "gt")
 
@@ -346,10 +345,8 @@ def test_agb_weights_are_computed_from_the_students_gradients_alone():
 
 # ------------------------------------------------------------------ end to end on digits
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory, digits):
-    out = tmp_path_factory.mktemp("distillers") / "teacher"
-    return train(TrainConfig(role="teacher", model="resnet8", epochs=3, **FAST), out,
-                 data=digits, log=lambda s: None).run_dir
+def teacher_run(digits_teacher):
+    return digits_teacher  # resnet8, 3 epochs on digits
 
 
 def _student_cfg(teacher_run, method, balancer, **kw):

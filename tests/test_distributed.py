@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from augkd.augment import Normalize, ViewPipeline, create
 from augkd.data import load_dataset
-from augkd.training import Split, TrainConfig, Trainer, load_teacher, train
+from augkd.training import Split, TrainConfig, Trainer, load_teacher
 from augkd.training.step import Batch, step_views
 
 WORLD = 2
@@ -28,9 +28,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    cfg = TrainConfig(role="teacher", model="resnet8", epochs=3, progress=False, device="cpu")
-    return train(cfg, tmp_path_factory.mktemp("t") / "teacher", log=lambda s: None).run_dir
+def teacher_dir(digits_teacher):
+    return digits_teacher  # resnet8, 3 epochs on digits
 
 
 def _worker(rank: int, port: int, teacher: str, balancer: str, out: str) -> None:

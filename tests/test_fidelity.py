@@ -35,18 +35,15 @@ from augkd.train import main as train_main
 from augkd.training import Split, TrainConfig, Trainer, load_student, train
 from augkd.training.run import RunDir
 from augkd.training.step import Batch, StepContext, loss_terms, step_views
-from tests.helpers import write_changed_spec
+from tests.helpers import FAST, write_changed_spec
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = dict(dataset="digits", progress=False, device="cpu")
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory, digits):
-    out = tmp_path_factory.mktemp("fidelity") / "teacher"
-    return train(TrainConfig(role="teacher", model="resnet8", epochs=3, **FAST), out,
-                 data=digits, log=lambda s: None).run_dir
+def teacher_run(digits_teacher):
+    return digits_teacher  # resnet8, 3 epochs on digits
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,7 @@ from augkd.training import NonFiniteLossError, TrainConfig, train
 from augkd.training import step as step_module
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.run import RunDir, RunFolderBusyError
-
-FAST = dict(dataset="digits", progress=False, device="cpu")
+from tests.helpers import FAST
 
 
 def teacher_cfg(**kw) -> TrainConfig:

@@ -31,8 +31,7 @@ from augkd.distill.ft import factor_loss
 from augkd.distill.mlkd import ROTATIONS, RotatedCrops
 from augkd.models import create_model
 from augkd.training import Split, TrainConfig, Trainer, train
-
-FAST = dict(dataset="digits", progress=False, device="cpu")
+from tests.helpers import FAST
 
 
 def fixed(*shape: int, seed: int = 0) -> torch.Tensor:

@@ -16,9 +16,9 @@ from augkd.distill.gt import gt_soft_loss
 from augkd.models.quant import QuantConv2d
 from augkd.training import TrainConfig, load_teacher, train
 from augkd.training.checkpoint import load_checkpoint
+from tests.helpers import FAST
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = dict(dataset="digits", progress=False, device="cpu")
 
 
 def test_quant_is_checked_when_the_config_is_made():

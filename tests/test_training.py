@@ -12,8 +12,7 @@ from augkd.training import step as step_module
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.run import RunDir
 from augkd.training.step import Batch, StepContext, train_step
-
-FAST = dict(dataset="digits", progress=False, device="cpu")
+from tests.helpers import FAST
 
 
 def teacher_cfg(**kw) -> TrainConfig:

@@ -20,9 +20,9 @@ from augkd.training import TrainConfig, train
 from augkd.training.run import RunDir
 from augkd.tune import AnnealingSampler, TuneConfig, make_sampler, trial_config, tune
 from augkd.tune.cli import main
+from tests.helpers import FAST
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = dict(dataset="digits", progress=False, device="cpu")
 
 
 @pytest.fixture(scope="module")

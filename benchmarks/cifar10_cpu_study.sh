@@ -26,7 +26,7 @@ for stage in "${stages[@]}"; do
     main) python -m augkd.sweep $SPEC --workers 2 --no-progress ;;
     joint) python -m augkd.sweep $SPEC --workers 2 --no-progress --students-only \
       --set student.joint_forward=true 'grid.seed=[0,1,2]' "$PAIR" --out runs/sweeps/cifar10_cpu_joint ;;
-    per-image) python -m augkd.sweep $SPEC --workers 2 --no-progress --students-only \
+    per-image) python -m augkd.sweep $SPEC --workers 2 --no-progress \
       --set 'grid.mode=[per-image]' 'tstddev.modes=[per-image]' "$PAIR" \
       --out runs/sweeps/cifar10_cpu_per_image ;;
     *) echo "unknown stage '$stage'; known: main, joint, per-image" >&2; exit 2 ;;

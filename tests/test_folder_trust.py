@@ -325,6 +325,43 @@ def test_a_stale_trial_is_retried_once_and_counted_once(teacher, tmp_path):
     assert summary["complete"] == 2 and summary["search_epochs"] == 2
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_killed_after_the_search_had_its_trials_is_still_completed(teacher, tmp_path):
+    """A tune killed while its last (extra) trial ran, rerun at once: the study already held
+    its trials, so the rerun stopped and the dead trial stayed 'running' in the storage and in
+    trials.csv for good, its folder half trained. The rerun now waits for it to go stale and
+    completes its retry in its folder, as the uninterrupted search would have."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
+    from augkd.data import load_dataset
+    from augkd.tune import TuneConfig, tune
+
+    out = tmp_path / "tune"
+    cfg = TuneConfig(trials=1, sampler="random", heartbeat_s=1)
+    study = _shared_study(out, cfg)
+    beta = FloatDistribution(cfg.beta_low, cfg.beta_high, log=True)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.COMPLETE, value=50.0, params={"w_distill": 0.5},
+        distributions={"w_distill": beta},
+        user_attrs={"folder": "trials/trial-0000", "epochs": 1, "worker": 0}))
+    killed = study.ask({"w_distill": beta})  # running in a worker that is then killed
+    killed.set_user_attr("folder", "trials/trial-0001")
+    study._storage.record_heartbeat(killed._trial_id)  # its last heartbeat: now
+    student = TrainConfig(role="student", model="resnet8", teacher=str(teacher), epochs=1,
+                          **FAST)
+    result = tune(student, cfg, out, data=load_dataset("digits"), log=lambda s: None)
+    states = {r["number"]: r["state"] for r in result.trials}
+    assert states == {0: "complete", 1: "fail", 2: "complete"}
+    retry = next(r for r in result.trials if r["number"] == 2)
+    assert retry["folder"] == "trials/trial-0001"  # the killed trial's own folder
+    assert retry["w_distill"] == killed.params["w_distill"]
+    assert (out / "trials" / "trial-0001" / "model.pt").is_file()
+    assert result.search_epochs == 2  # each trial's epoch counted once
+
+
 @pytest.mark.parametrize("storage, words", [
     ("corrupt", "DatabaseError"),
     ("sqlite:////nonexistent-dir/deeper/study.db", "OperationalError"),
@@ -621,6 +658,121 @@ def test_workers_die_with_their_parent(tmp_path, signal_name):
     for pid in survivors:  # do not leave them behind even when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not survivors, f"workers {survivors} outlived their parent ({signal_name})"
+
+
+_RANK = """
+import os, sys, time
+from augkd.training.distributed import init_from_env
+init_from_env("cpu")
+open(os.path.join(sys.argv[1], f"rank-{os.environ['RANK']}.pid"), "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+def test_torchrun_ranks_die_with_a_killed_torchrun(tmp_path):
+    """torchrun starts its ranks in sessions of their own: a kill -9 of torchrun's process
+    group left them training on (and writing the run folder) beside the resumed command."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "rank.py").write_text(_RANK)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+         str(port), str(tmp_path / "rank.py"), str(tmp_path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_files = [tmp_path / f"rank-{i}.pid" for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all(p.is_file() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and launcher.poll() is None, "ranks did not start"
+        time.sleep(0.05)
+    ranks = [int(p.read_text()) for p in pid_files]
+    os.killpg(launcher.pid, signal.SIGKILL)  # torchrun's group: the ranks are not in it
+    launcher.wait(timeout=60)
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in ranks if _alive(pid)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"ranks {survivors} outlived their torchrun"
+
+
+# ---------------------------------------------- 12. a killed atomic write leaves no file behind
+def _temporary(folder: Path, name: str, pid: int, age_s: float = 0.0) -> Path:
+    """The temporary file an atomic write of ``folder / name`` by process ``pid`` leaves."""
+    import os
+    import time
+
+    from augkd.files import temporary_prefix
+
+    prefix = temporary_prefix(folder / name)
+    path = folder / (prefix[:-len(f"{os.getpid()}.")] + f"{pid}.k1ll3d_x.tmp")
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half")
+    if age_s:
+        os.utime(path, (time.time() - age_s,) * 2)
+    return path
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+def test_only_the_temporaries_of_writers_that_are_gone_are_removed(tmp_path):
+    import os
+
+    from augkd.files import FOREIGN_TEMPORARY_AGE_S, remove_stale_temporaries
+
+    dead = _temporary(tmp_path / "tstddev" / "pair", "identity-per-image-s0.json", _dead_pid())
+    # this process's number, on a file older than the process: a writer whose number came back
+    reused = _temporary(tmp_path, "trials.csv", os.getpid(), age_s=10 * 24 * 3600)
+    untagged_old = tmp_path / ".summary.csv.abc123.tmp"  # an older augkd's, two days old
+    untagged_old.write_bytes(b"")
+    os.utime(untagged_old, (0, 0))
+    running = _temporary(tmp_path, "spec.yaml", os.getpid())  # a write in progress
+    untagged_new = tmp_path / ".results.csv.xyz789.tmp"
+    untagged_new.write_bytes(b"")
+    other_host = tmp_path / ".model.pt.elsewhere~1~123.abcdefgh.tmp"
+    other_host.write_bytes(b"")
+    os.utime(other_host, (os.path.getmtime(other_host) - FOREIGN_TEMPORARY_AGE_S / 2,) * 2)
+    assert remove_stale_temporaries(tmp_path) == sorted([dead, reused, untagged_old])
+    assert running.exists() and untagged_new.exists() and other_host.exists()
+
+
+def test_a_sweep_and_a_tune_remove_what_killed_writes_left(teacher, tmp_path):
+    """A SIGKILL inside an atomic write of a sweep's spec.yaml or T. stddev record, or of a
+    tune's tune.yaml or trials.csv, left its temporary file for good (run folders were
+    cleaned when resumed; these folders never were)."""
+    from augkd.sweep.cli import main as sweep_main
+    from augkd.tune.cli import main as tune_main
+
+    spec = _tiny_sweep_spec(tmp_path)
+    sweep = tmp_path / "sweep"
+    left = [_temporary(sweep, "spec.yaml", _dead_pid()),
+            _temporary(sweep / "tstddev" / "resnet8-resnet8", "flip-per-image-s0.json",
+                       _dead_pid())]
+    assert sweep_main([str(spec), "--collect", "--no-progress"]) == 0
+    assert not any(p.exists() for p in left)
+    out = tmp_path / "tune"
+    left = [_temporary(out, "tune.yaml", _dead_pid()), _temporary(out, "trials.csv", _dead_pid())]
+    assert tune_main(_tune_args(teacher, out, "--trials", "1")) == 0
+    assert not list(out.rglob(".*.tmp"))
 
 
 def test_a_failed_sweep_worker_still_collects_what_finished(tmp_path, monkeypatch, capsys):

@@ -15,6 +15,7 @@ import yaml
 
 from augkd.augment.pipeline import Normalize
 from augkd.data import load_dataset
+from augkd.files import remove_stale_temporaries
 from augkd.rank import measure_aug, needs_student_scorer
 from augkd.sweep.spec import Job, SpecError, Sweep, student_config, teacher_config
 from augkd.training import TrainConfig, load_student, load_teacher, train
@@ -166,6 +167,7 @@ class SweepRunner:
         """
         self.check_folder()
         self.out.mkdir(parents=True, exist_ok=True)
+        self.remove_stale_temporaries()
         atomic_write_text(yaml.safe_dump(self.spec, sort_keys=False), self.out / "spec.yaml")
         todo = [j for j in jobs if not self.is_done(j)]
         self.log(f"sweep {self.spec['name']}: {len(jobs)} jobs, {len(jobs) - len(todo)} "
@@ -258,7 +260,15 @@ class SweepRunner:
         from augkd.sweep.results import collect
 
         self.check_folder()
+        self.remove_stale_temporaries()
         return collect(self)
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete the temporary files that killed atomic writes left anywhere in the sweep
+        folder (spec.yaml, T. stddev records, results tables, report folders, run folders);
+        those of running workers and shards stay."""
+        for path in remove_stale_temporaries(self.out):
+            self.log(f"removed {path.relative_to(self.out)}, left by a write that was killed")
 
     def check_folder(self) -> None:
         """A sweep folder belongs to one spec: refuse a spec that differs from its spec.yaml

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 
 import torch
 import torch.distributed as dist
@@ -58,6 +59,7 @@ def init_from_env(device_name: str = "auto") -> tuple[DistInfo, str]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(), device_name
+    die_with_launcher()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_name.split(":")[0] in ("auto", "cuda")
     if device_name.startswith("cuda") and not use_cuda:
@@ -68,6 +70,28 @@ def init_from_env(device_name: str = "auto") -> tuple[DistInfo, str]:
         torch.cuda.set_device(local)
         return DistInfo(rank, world, local), f"cuda:{local}"
     return DistInfo(rank, world, local), "cpu"
+
+
+def die_with_launcher() -> None:
+    """Make this rank die with the ``torchrun`` that started it.
+
+    torchrun starts every rank in a session of its own, so a ``kill -9`` of torchrun (or of
+    its process group: a killed job, a closed terminal) does not reach the ranks: they would
+    train on under PID 1 and write the run folder beside the command that resumes it. On
+    Linux the kernel sends this rank SIGTERM when torchrun dies (``PR_SET_PDEATHSIG``); a rank
+    whose torchrun died before this call (re-parented to PID 1) stops at once. Only under
+    torchrun (``TORCHELASTIC_RUN_ID``): ranks started otherwise keep their launcher's rules.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    from augkd.cli import _prctl
+
+    prctl = _prctl()
+    if prctl is None:
+        return
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        raise SystemExit(f"rank {os.environ.get('RANK', '?')}: its torchrun has died; stopping")
 
 
 def current() -> DistInfo:

@@ -46,6 +46,7 @@ from typing import Any
 
 from augkd.cli import WorkersFailedError, run_worker_processes
 from augkd.data import Dataset
+from augkd.files import remove_stale_temporaries
 from augkd.training.api import load_data, resolve_normalization, train
 from augkd.training.checkpoint import atomic_write_csv, atomic_write_text
 from augkd.training.config import RUNTIME_FIELDS, TrainConfig
@@ -235,13 +236,31 @@ def _duplicate_of(study, trial) -> int | None:
 
 class DuplicateRetryError(RuntimeError):
     """A second retry of one stale trial: it fails at once, so the trial runs (and counts)
-    once and no two processes write its folder."""
+    once and no two processes write its folder. Also a new trial asked for while another
+    worker took the last queued retry of a search that is done."""
 
 
 def _finished(study) -> list:
     from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def _waiting(study) -> list:
+    """The trials queued to run: retries of trials whose worker died."""
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+
+
+def _fail_stale_trials(study) -> None:
+    """Fail the trials whose heartbeat stopped (their worker was killed), which queues one
+    retry of each (:func:`_retry_stale_trial`)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _search_done(study, tune_cfg: TuneConfig) -> bool:
@@ -281,6 +300,9 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
             log(f"[trial {trial.number}] a second retry of trial {number} (trial {twin} "
                 "retries it): skipped")
             raise DuplicateRetryError(f"trial {trial.number} duplicates the retry {twin}")
+        if first is None and _search_done(study, tune_cfg):
+            # another worker took the last queued retry: this new trial is not needed
+            raise DuplicateRetryError(f"trial {trial.number}: the search is done")
         trial.set_user_attr("folder", str(folder.relative_to(out)))
         trial.set_user_attr("worker", worker)
         run = RunDir(folder)
@@ -316,14 +338,44 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
         return float(last["test_top1"])
 
     def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if _search_done(study, tune_cfg):
+        if _search_done(study, tune_cfg) and not _waiting(study):
             study.stop()
 
     with storage_errors(tune_cfg.storage_url(out)):
-        while not _search_done(study, tune_cfg):
-            study.optimize(objective, n_trials=tune_cfg.trials - len(_finished(study)),
-                           callbacks=[enough], catch=(DuplicateRetryError,),
-                           show_progress_bar=bar)
+        # a trial killed once the study had its trials is retried too, as an uninterrupted
+        # search would have finished it: the queued retries run even when the count is reached
+        _fail_stale_trials(study)
+        while not _search_done(study, tune_cfg) or _waiting(study):
+            needed = max(tune_cfg.trials - len(_finished(study)), len(_waiting(study)), 1)
+            study.optimize(objective, n_trials=needed, callbacks=[enough],
+                           catch=(DuplicateRetryError,), show_progress_bar=bar)
+
+
+def _retry_dead_trials(tune_cfg: TuneConfig, out: Path, epochs: int,
+                       log: Callable[[str], None]) -> bool:
+    """After this command's workers: a trial the study still holds as running was started by
+    a worker that was killed (a restart sooner than ``2 x heartbeat_s`` after the kill does not
+    see it stale yet) or runs in another command on the same storage. Wait until each is
+    finished or stale, at most that grace period (the others' heartbeats go on), failing the
+    stale ones, which queues their retries; returns whether retries are waiting to run."""
+    from optuna.trial import TrialState
+
+    study = _open_study(tune_cfg, out, 0, 0, epochs)
+    with storage_errors(tune_cfg.storage_url(out)):
+        def running() -> list:
+            return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+        if running():
+            numbers = ", ".join(str(t.number) for t in running())
+            log(f"trial(s) {numbers} still running: waiting up to "
+                f"{2 * tune_cfg.heartbeat_s} s to retry those whose worker was killed")
+            deadline = time.monotonic() + 2 * tune_cfg.heartbeat_s + 1
+            while True:
+                _fail_stale_trials(study)
+                if not running() or time.monotonic() > deadline:
+                    break
+                time.sleep(min(1.0, tune_cfg.heartbeat_s / 2))
+        return bool(_waiting(study))
 
 
 def trials_table(study) -> list[dict[str, Any]]:
@@ -367,6 +419,8 @@ def tune(student: TrainConfig, tune_cfg: TuneConfig, out: str | Path, *,
         raise ValueError(f"augkd.tune searches a student's loss weights; got role {student.role!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for path in remove_stale_temporaries(out):  # those of running processes stay
+        log(f"removed {path.relative_to(out)}, left by a write that was killed")
     data = data if data is not None else load_data(student)
     student = resolve_normalization(student, data)
     _check_settings(out, student, tune_cfg)
@@ -380,6 +434,8 @@ def tune(student: TrainConfig, tune_cfg: TuneConfig, out: str | Path, *,
                                  rerun="rerun to continue the study")
         else:
             run_worker(student, tune_cfg, out, data=data, log=log)
+        if _retry_dead_trials(tune_cfg, out, student.epochs, log):
+            run_worker(student, tune_cfg, out, data=data, log=log)  # the queued retries
     except WorkersFailedError:  # the table still lists what the other workers finished
         write_trials_table(tune_cfg, out, student.epochs)
         raise

@@ -167,14 +167,16 @@ def test_external_da_cpu_tables(scripts):
 @pytest.mark.parametrize("mode", ["per-image", "per-batch"])
 def test_digits_tables(scripts, mode):
     from augkd.metrics import correlations
+    from augkd.rank import aggregate
 
     folder = REPORTS / "digits" / "resnet20-resnet8" / mode
-    table = scripts["external_da"].ranking(pd.read_csv(folder / "per_seed.csv"))
+    table, tiers = aggregate(pd.read_csv(folder / "per_seed.csv"))
     assert_same_table(table, pd.read_csv(folder / "results.csv"), f"digits {mode} results.csv")
     summary = json.loads((folder / "summary.json").read_text())
     built = correlations(table["t_stddev"].to_numpy(), table["s_test_loss"].to_numpy())
     for name in ("pearson", "spearman", "kendall"):
         assert_same_numbers(built[name], summary[name], f"digits {mode} {name}")
+    assert summary["tiers"] == tiers["t_stddev"].as_json()
 
 
 def test_every_figure_a_readme_shows_is_committed():

@@ -185,3 +185,50 @@ def test_every_figure_a_readme_shows_is_committed():
     for readme in readmes:
         for target in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme.read_text()):
             assert (readme.parent / target).is_file(), f"{readme}: {target}"
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    sys.path.insert(0, str(REPO / "experiments"))
+    try:
+        yield importlib.import_module("evidence_reports")
+    finally:
+        sys.path.remove(str(REPO / "experiments"))
+
+
+def test_two_way_anova_matches_an_ols_fit(evidence):
+    """The balanced two-way ANOVA of the study reports: each F is the extra-sum-of-squares F of
+    the least-squares fit that adds the term (a to the mean, b to a, a x b to both; in a
+    balanced design the order does not matter), over the full model's residual mean square."""
+    rng = np.random.default_rng(0)
+    rows = [{"a": a, "b": b, "y": a * 0.3 + np.log2(b) * 0.2 + (a == 2) * b * 0.05
+             + rng.normal() * 0.1} for a in range(3) for b in (4, 8, 16, 32) for _ in range(3)]
+    df = pd.DataFrame(rows)
+    got = evidence.two_way_anova(df, "a", "b", "y")
+    y = df["y"].to_numpy()
+    A = pd.get_dummies(df["a"], drop_first=True).to_numpy(float)
+    B = pd.get_dummies(df["b"], drop_first=True).to_numpy(float)
+    AB = np.hstack([A[:, [i]] * B[:, [j]] for i in range(A.shape[1]) for j in range(B.shape[1])])
+    one = np.ones((len(y), 1))
+
+    def rss(*blocks):
+        X = np.hstack([one, *blocks])
+        beta = np.linalg.lstsq(X, y, rcond=None)[0]
+        return float(((y - X @ beta) ** 2).sum()), X.shape[1]
+
+    fits = [rss(), rss(A), rss(A, B), rss(A, B, AB)]
+    ms_e = fits[3][0] / (len(y) - fits[3][1])
+    for name, (small, big) in (("a", fits[0:2]), ("b", fits[1:3]), ("a x b", fits[2:4])):
+        f = (small[0] - big[0]) / (big[1] - small[1]) / ms_e
+        assert got[name]["F"] == pytest.approx(f, rel=1e-9), name
+    with pytest.raises(ValueError, match="same >= 2 runs"):
+        evidence.two_way_anova(df.iloc[1:], "a", "b", "y")
+
+
+def test_welch_matches_scipy(evidence):
+    a, b = np.array([1.0, 1.2, 0.9, 1.1]), np.array([1.5, 1.4, 1.8])
+    got = evidence.welch(pd.Series(a), pd.Series(b))
+    ref = __import__("scipy.stats", fromlist=["stats"]).ttest_ind(b, a, equal_var=False)
+    assert got["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+    ci = ref.confidence_interval(0.95)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)

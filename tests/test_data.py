@@ -118,8 +118,9 @@ def cache_dir(tmp_path: Path) -> Path:
 # Registry and options
 
 
-def test_registry_lists_the_four_datasets() -> None:
-    assert set(list_datasets()) == {"digits", "cifar10", "cifar100", "imagefolder"}
+def test_registry_lists_the_datasets() -> None:
+    assert set(list_datasets()) == {"digits", "cifar10", "cifar100", "imagefolder",
+                                    "tinyimagenet", "imagenet"}
     assert list_datasets() == DATASETS.names()
 
 
@@ -139,7 +140,8 @@ def test_unknown_option_is_named_with_the_accepted_ones() -> None:
     assert "test_fration" in message and "digits" in message
     assert "test_fraction" in message and "seed" in message
     assert accepted_options("imagefolder") == ["cache", "cache_dir", "max_member_bytes",
-                                               "max_image_pixels"]
+                                               "max_image_pixels", "size", "classes",
+                                               "bad_images", "workers"]
     assert accepted_options("cifar10") == ["download"]
 
 

@@ -37,6 +37,7 @@ from augkd.augment.pick import (
 )
 from augkd.augment.pipeline import BASE_SPEC, Normalize, ViewPipeline, Views
 from augkd.augment.registry import AUGMENTATIONS, register_augmentation
+from augkd.augment.resized_crop import BoxParams, CenterCrop, ResizedCrop, ResizedCropFlip
 from augkd.augment.spec import ALIASES, PAPER_DAS, create, list_augmentations, parse_spec, spec_of
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "PAPER_DAS",
     "AugmentOutput",
     "Augmentation",
+    "BoxParams",
+    "CenterCrop",
     "Crop",
     "CropFlip",
     "CropFlipParams",
@@ -64,6 +67,8 @@ __all__ = [
     "Normalize",
     "Pick",
     "PickParams",
+    "ResizedCrop",
+    "ResizedCropFlip",
     "Scorer",
     "ViewPipeline",
     "Views",

@@ -45,8 +45,18 @@ class Dataset:
             decoded arrays for sources that are not one archive file.
         source: where it came from: a path, or ``"sklearn"``.
         options: the load-time transforms applied (``resize``, ``train_subset``,
-            ``subset_seed``); they are part of ``checksum``, so a teacher trained on 16 px
-            images never silently pairs with a 32 px student.
+            ``subset_seed``, and a stored dataset's ``size`` and ``classes``); they are part
+            of ``checksum``, so a teacher trained on 16 px images never silently pairs with a
+            32 px student.
+        base_aug: the spec of the base DA of training batches: ``crop+flip`` (pad H // 8,
+            the CIFAR and Tiny ImageNet recipe) or ``resized-crop+flip`` (ImageNet's
+            RandomResizedCrop and flip).
+        eval_crop: the side of the centre crop evaluation takes, as a fraction of the image
+            side, resampled back to the full side (ImageNet: 0.875, i.e. 224 of 256); 1.0
+            evaluates the images as stored.
+        data_on_device: where a run keeps the images: ``auto`` (on the training device when
+            they fit in half its free memory, else in host memory), ``always`` or ``never``
+            (batches gathered in host memory and copied, the same batches either way).
     """
 
     name: str
@@ -60,8 +70,18 @@ class Dataset:
     checksum: str
     source: str
     options: dict = dataclasses.field(default_factory=dict)
+    base_aug: str = "crop+flip"
+    eval_crop: float = 1.0
+    data_on_device: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.data_on_device not in DATA_ON_DEVICE:
+            raise ValueError(f"dataset option data_on_device must be one of "
+                             f"{', '.join(DATA_ON_DEVICE)}, got {self.data_on_device!r}")
+        if (isinstance(self.eval_crop, bool) or not isinstance(self.eval_crop, (int, float))
+                or not 0.0 < self.eval_crop <= 1.0):
+            raise ValueError(f"dataset option eval_crop must be a fraction in (0, 1], got "
+                             f"{self.eval_crop!r}")
         for split in ("train", "test"):
             images: torch.Tensor = getattr(self, f"{split}_images")
             labels: torch.Tensor = getattr(self, f"{split}_labels")
@@ -216,6 +236,14 @@ def accepted_options(name: str) -> list[str]:
 
 #: Options :func:`load_dataset` applies to every dataset after its loader ran.
 TRANSFORM_OPTIONS = ("resize", "train_subset", "subset_seed")
+#: Options of every dataset that say how a run uses the data, not what the data is: they are
+#: not part of the checksum (see :class:`Dataset` for each).
+USE_OPTIONS = ("base_aug", "eval_crop", "data_on_device")
+DATA_ON_DEVICE = ("auto", "always", "never")
+#: The base DA and evaluation crop of datasets whose recipe is not CIFAR's.
+DEFAULT_USE: dict[str, dict[str, object]] = {
+    "imagenet": {"base_aug": "resized-crop+flip", "eval_crop": 0.875},
+}
 
 
 #: ``resize`` bounds: below 4 px the models' two stride-2 stages leave less than a pixel (a
@@ -337,13 +365,14 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
 
     Args:
         name: one of :func:`list_datasets` (``digits``, ``cifar10``, ``cifar100``,
-            ``imagefolder``).
+            ``imagefolder``, ``tinyimagenet``, ``imagenet``).
         root: where the data lives (a folder, or an archive for ``imagefolder``); ``digits``
             is embedded in scikit-learn and takes none.
         **options: dataset-specific keyword options, e.g. ``download=True`` for CIFAR or
             ``cache_dir=...`` for ``imagefolder`` (see :func:`accepted_options`), and for
             every dataset ``resize=PX`` (antialiased, once at load), ``train_subset=N`` (a
-            seeded class-stratified subset of the training split) and ``subset_seed=S``.
+            seeded class-stratified subset of the training split), ``subset_seed=S``, and
+            ``base_aug``, ``eval_crop``, ``data_on_device`` (see :class:`Dataset`).
 
     Returns:
         The :class:`Dataset`, on the CPU.
@@ -354,7 +383,7 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
         FileNotFoundError: ``root`` (or a file inside it) does not exist.
     """
     loader = DATASETS.get(name)
-    accepted = accepted_options(name) + list(TRANSFORM_OPTIONS)
+    accepted = accepted_options(name) + list(TRANSFORM_OPTIONS) + list(USE_OPTIONS)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
@@ -362,10 +391,17 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
             f"accepted: {', '.join(accepted)}"
         )
     transforms = {k: options.pop(k) for k in TRANSFORM_OPTIONS if k in options}
+    use = {**DEFAULT_USE.get(name, {}),
+           **{k: options.pop(k) for k in USE_OPTIONS if k in options}}
+    if "base_aug" in use:  # a bad spec fails before any data is read
+        from augkd.augment import create  # augment does not import data: no cycle
+
+        create(str(use["base_aug"]))
     for key in ("resize", "train_subset"):  # bad values fail before any data is read
         if transforms.get(key) is not None:
             positive_int_option(key, transforms[key])
     if transforms.get("resize") is not None:
         check_resize(transforms["resize"])
     root_path = None if root is None else Path(root).expanduser()
-    return apply_transforms(loader(root_path, **options), **transforms)
+    data = apply_transforms(loader(root_path, **options), **transforms)
+    return dataclasses.replace(data, **use) if use else data

@@ -32,7 +32,7 @@ _SPLITS = ("train", "test")
 _GRAY_MODES = frozenset({"1", "L", "LA"})
 
 
-def _split_prefix(tree: FileTree) -> str:
+def split_prefix(tree: FileTree) -> str:
     """The folder that holds ``train/`` and ``test/``: ``""`` or a single wrapping folder."""
     top = {PurePosixPath(d).parts[0] for d in tree.dirs}
     if set(_SPLITS) <= top:
@@ -124,7 +124,7 @@ def decode_image_folder(
         ``(classes, splits)`` with ``splits[split] = (images, labels)``: uint8
         ``[N, C, H, W]`` and int64 ``[N]``, ordered by class then file path.
     """
-    prefix = _split_prefix(tree)
+    prefix = split_prefix(tree)
     per_split = {split: _class_files(tree, f"{prefix}{split}") for split in _SPLITS}
     classes = list(per_split["train"])
     if set(per_split["test"]) != set(classes):
@@ -182,8 +182,17 @@ def load_image_folder(
     cache_dir: str | Path | None = None,
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    size: int | None = None,
+    classes: str | None = None,
+    bad_images: str = "error",
+    workers: int | None = None,
 ) -> Dataset:
     """An image-folder dataset from a directory or a .tar/.tar.gz/.tgz/.tar.xz/.zip archive.
+
+    Without ``size`` every image must have the same size (CIFAR-style sets) and is stored as
+    decoded, RGB or (when all are grayscale) single-channel, in one cache file. With ``size``
+    images of any size are decoded in parallel to RGB ``size x size`` squares (short side, then
+    the centre) into a memory-mapped cache, as for ``tinyimagenet`` (docs/data.md).
 
     Args:
         root: the directory or archive holding ``train/<class>/*`` and ``test/<class>/*``
@@ -193,11 +202,28 @@ def load_image_folder(
         max_member_bytes: the largest file accepted (default 64 MiB), refused before reading.
         max_image_pixels: the largest image accepted, by its declared width x height
             (default 4096 x 4096), refused before decoding.
+        size: the stored side in px for images of any size (None: keep the images' size).
+        classes: with ``size``: keep only these classes (a file of one name per line).
+        bad_images: with ``size``: ``"error"`` or ``"skip"`` unreadable images (counted).
+        workers: with ``size``: decoding processes (default: every core).
 
     Returns:
         A :class:`Dataset` whose checksum is the archive's sha256, or for a directory the
         sha256 of the decoded tensors.
     """
+    if size is not None:
+        from augkd.data.imagenet import list_image_folder, load_stored_layout
+
+        return load_stored_layout(
+            "imagefolder", root, list_image_folder, size=size, classes=classes,
+            bad_images=bad_images, workers=workers, cache=cache, cache_dir=cache_dir,
+            max_member_bytes=max_member_bytes, max_image_pixels=max_image_pixels,
+        )
+    given = [f"{k}={v!r}" for k, v in (("classes", classes), ("workers", workers))
+             if v is not None] + ([f"bad_images={bad_images!r}"] if bad_images != "error" else [])
+    if given:
+        raise ValueError(f"dataset option(s) {', '.join(given)} of imagefolder need size=PX "
+                         "(the stored resolution of the parallel decoder)")
     positive_int_option("max_member_bytes", max_member_bytes)
     positive_int_option("max_image_pixels", max_image_pixels)
     if root is None:

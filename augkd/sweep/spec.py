@@ -18,7 +18,7 @@ import yaml
 
 from augkd.augment import create
 from augkd.data import DATASETS, accepted_options
-from augkd.data.dataset import TRANSFORM_OPTIONS
+from augkd.data.dataset import TRANSFORM_OPTIONS, USE_OPTIONS
 from augkd.distill import DEFAULT_DISTILLER, resolve_method
 from augkd.models import MODELS
 from augkd.rank import MODES
@@ -174,7 +174,7 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     options = dataset.get("options", {})
     if not isinstance(options, dict):
         raise SpecError(f"dataset.options must be a mapping, got {options!r}")
-    accepted = accepted_options(dataset["name"]) + list(TRANSFORM_OPTIONS)
+    accepted = accepted_options(dataset["name"]) + list(TRANSFORM_OPTIONS) + list(USE_OPTIONS)
     _unknown("dataset.options", options, tuple(accepted))
     for key in ("resize", "train_subset"):
         value = options.get(key)

@@ -19,9 +19,18 @@ from augkd.extras import MissingExtraError
 USER_ERRORS = (ValueError, OSError, KeyError, MissingExtraError)
 
 
-def run_cli(body: Callable[[], int | None]) -> int:
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+
+def run_cli(body: Callable[[], int | None], *, rerun: str = "") -> int:
     """Run a command's body; a user error prints ``error: <message>`` on stderr and returns 2,
-    a non-finite training loss returns 3, failed worker processes return 1 (one line each)."""
+    a non-finite training loss returns 3, failed worker processes return 1 (one line each).
+
+    Ctrl-C (SIGINT) stops it with one line on stderr instead of a traceback and returns 130:
+    a training run's own line says where it stopped and how to resume it
+    (:class:`augkd.training.api.RunInterrupted`); otherwise ``rerun`` says how to continue.
+    """
+    from augkd.training.api import RunInterrupted
     from augkd.training.trainer import NonFiniteLossError
 
     try:
@@ -35,6 +44,14 @@ def run_cli(body: Callable[[], int | None]) -> int:
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        # a terminal shows ^C where the cursor was: start the message on a line of its own
+        start = "\n" if sys.stderr.isatty() else ""
+        if isinstance(err, RunInterrupted) and not rerun:
+            print(f"{start}{err}", file=sys.stderr)
+        else:
+            print(f"{start}interrupted" + (f"; {rerun}" if rerun else ""), file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 def add_trust_flag(parser) -> None:

@@ -69,7 +69,12 @@ from augkd.metrics.tiers import (
 from augkd.models import MODELS
 from augkd.report import build_report, write_results
 from augkd.training import TrainConfig, default_lr, load_student, load_teacher, train
-from augkd.training.api import holdout_splits, resolve_teacher_file, train_once
+from augkd.training.api import (
+    holdout_splits,
+    inherit_teacher_data,
+    resolve_teacher_file,
+    train_once,
+)
 from augkd.training.run import RunDir, safe_name
 from augkd.training.trainer import Split, resolve_device
 
@@ -610,8 +615,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rank data augmentations for KD by the teacher-only T. stddev.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--dataset", default=d.dataset, help="digits | cifar10 | cifar100 | imagefolder")
-    p.add_argument("--root", default=None, help="dataset folder or archive")
+    p.add_argument("--dataset", default=None,
+                   help="digits | cifar10 | cifar100 | imagefolder (default: a teacher run's, "
+                   "else digits)")
+    p.add_argument("--root", default=None,
+                   help="dataset folder or archive (default: a teacher run's)")
     p.add_argument("--teacher", default=d.teacher,
                    help="teacher run folder or checkpoint, or a model name to train one first")
     p.add_argument("--teacher-model", default=None,
@@ -638,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset option: resize the images to PX x PX once at load")
     p.add_argument("--train-subset", type=int, default=None, metavar="N",
                    help="dataset option: a seeded class-stratified subset of N training images")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of --train-subset")
+    p.add_argument("--subset-seed", type=int, default=None,
+                   help="seed of --train-subset (default: a teacher run's, else 0)")
     p.add_argument("--agb-lambda", type=float, default=None,
                    help="--validate with --balancer agb: fix lambda, skip AGB's search")
     p.add_argument("--validate", action="store_true", help="also distill one student per DA")
@@ -665,13 +674,19 @@ def main(argv: list[str] | None = None) -> int:
     modes = MODES if args.both_modes else (("per-batch",) if args.per_batch else ("per-image",))
 
     def body() -> None:
+        data = {"dataset": args.dataset, "root": args.root, "resize": args.resize,
+                "train_subset": args.train_subset, "subset_seed": args.subset_seed}
+        if Path(args.teacher).exists():  # a teacher run: its data unless given
+            data = inherit_teacher_data(data, args.teacher)
+        d = RankConfig()
         cfg = RankConfig(
-            dataset=args.dataset, root=args.root, teacher=args.teacher,
+            dataset=data.get("dataset", d.dataset), root=data.get("root"), teacher=args.teacher,
             teacher_model=args.teacher_model, teacher_epochs=args.teacher_epochs,
             augs=tuple(args.augs), modes=modes, epochs=args.epochs, batch_size=args.batch_size,
             group_size=args.group_size, seeds=args.seeds, student=args.student,
             student_run=args.student_run, scorer_epochs=args.scorer_epochs,
-            resize=args.resize, train_subset=args.train_subset, subset_seed=args.subset_seed,
+            resize=data.get("resize"), train_subset=data.get("train_subset"),
+            subset_seed=data.get("subset_seed", d.subset_seed),
             agb_lambda=args.agb_lambda,
             validate=args.validate, student_epochs=args.student_epochs, balancer=args.balancer,
             distill=args.distill,

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from augkd.cli import add_trust_flag, apply_trust_flag, run_cli
-from augkd.training.api import train
+from augkd.training.api import DATA_SETTINGS, inherit_teacher_data, train
 from augkd.training.config import TrainConfig, default_lr, read_yaml_mapping
 from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
@@ -148,7 +148,23 @@ def config_from_args(args: argparse.Namespace,
         values.setdefault("dataset_options", {})["download"] = True
     if "lr" not in values and "model" in values:
         values["lr"] = default_lr(values["model"])
+    if values.get("role") == "student" and values.get("teacher"):
+        values = with_teacher_data(values)
     return TrainConfig.from_dict(values)
+
+
+def with_teacher_data(values: dict, log=print) -> dict:
+    """``values`` (TrainConfig fields) with the data settings they leave unset taken from the
+    teacher's run (:func:`augkd.training.api.inherit_teacher_data`)."""
+    options = dict(values.get("dataset_options") or {})
+    given = {"dataset": values.get("dataset"), "root": values.get("root"),
+             **{k: options.get(k) for k in DATA_SETTINGS[2:]}}
+    settings = inherit_teacher_data(given, values["teacher"], log)
+    values = {**values, **{k: settings[k] for k in ("dataset", "root") if k in settings}}
+    options.update({k: settings[k] for k in DATA_SETTINGS[2:] if k in settings})
+    if options:
+        values["dataset_options"] = options
+    return values
 
 
 def _under_torchrun(cfg: TrainConfig) -> TrainConfig:

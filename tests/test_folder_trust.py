@@ -569,8 +569,8 @@ def test_a_teacher_of_other_dataset_options_names_them(teacher, tmp_path):
     from augkd.training import load_teacher
 
     subset = load_dataset("digits", train_subset=300)
-    with pytest.raises(ValueError, match=r"other dataset options: .*train_subset unset "
-                                         r"\(this run: 300\)"):
+    with pytest.raises(ValueError, match=r"other data \(teacher: train_subset none.*; "
+                                         r"this run: train_subset 300"):
         load_teacher(teacher, subset, log=lambda s: None)
 
 

@@ -39,10 +39,12 @@ from augkd.training.checkpoint import (
     load_checkpoint,
 )
 from augkd.training.config import TrainConfig
+from augkd.training.loggers import RunLog
 from augkd.training.run import RunDir, default_run_name, exclusive
 from augkd.training.trainer import (
     CHECKPOINT_FORMAT,
     MODEL_FORMAT,
+    EpochInterrupted,
     Split,
     Trainer,
     resolve_device,
@@ -55,6 +57,31 @@ class RunResult:
 
     run_dir: Path
     summary: dict[str, Any]
+
+    def __repr__(self) -> str:
+        last = self.summary.get("last") or {}
+        figures = (f", test top-1 {last['test_top1']:.2f}%, loss {last['test_loss']:.4f}"
+                   if "test_top1" in last else "")
+        return (f"RunResult({self.summary.get('role')} {self.summary.get('model')}, "
+                f"{last.get('epoch')} epochs{figures}, run_dir={str(self.run_dir)!r})")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train`; ``str()`` is one line: where it stopped, the last
+    checkpoint and the command that resumes the run (:func:`interrupted_message`)."""
+
+
+def interrupted_message(run: RunDir, stop: BaseException) -> str:
+    """Where a run stopped on Ctrl-C and how to resume it, in one line."""
+    resume = f"resume with python -m augkd.train --resume {run.path}"
+    if isinstance(stop, EpochInterrupted) and stop.label:  # a warm-up of AGB's search
+        return (f"interrupted in {stop.label.rstrip(':')}, epoch {stop.epoch} of {stop.epochs}"
+                f" (the finished lambdas are kept in {run.path / 'agb_search.csv'}); {resume}")
+    if isinstance(stop, EpochInterrupted):
+        last = (f"the last checkpoint is epoch {stop.last_checkpoint}"
+                if stop.last_checkpoint else "no epoch was checkpointed yet")
+        return f"interrupted in epoch {stop.epoch} of {stop.epochs}; {last}; {resume}"
+    return f"interrupted before the first epoch finished; {resume}"
 
 
 def load_data(cfg: TrainConfig) -> Dataset:
@@ -290,24 +317,90 @@ def _check_manifest(path: Path, manifest: dict[str, Any], dataset: Dataset) -> N
     if manifest.get("in_channels") != dataset.in_channels:
         problems.append(f"{manifest.get('in_channels')} input channels, not {dataset.in_channels}")
     if manifest.get("dataset_checksum") != dataset.checksum:
-        theirs = manifest.get("dataset_options") or {}
-        theirs = theirs if isinstance(theirs, dict) else {}
-        differ = [f"{k} {theirs.get(k, 'unset')} (this run: {dataset.options.get(k, 'unset')})"
-                  for k in sorted(set(theirs) | set(dataset.options), key=str)
-                  if theirs.get(k) != dataset.options.get(k)]
-        problems.append(
-            f"dataset {manifest.get('dataset')!r} (checksum "
-            f"{str(manifest.get('dataset_checksum'))[:12]}), not {dataset.name!r} "
-            f"(checksum {dataset.checksum[:12]})"
-            + (f": other dataset options: {', '.join(differ)}" if differ else "")
-        )
+        problems.append(_data_difference(manifest, dataset))
     if problems:
         raise ValueError(f"teacher {path} does not fit this dataset: it has {'; '.join(problems)}")
 
 
+#: What a run's data is: the dataset, its root and the load-time options (``--dataset``,
+#: ``--root``, ``--resize``, ``--train-subset``, ``--subset-seed``).
+DATA_SETTINGS = ("dataset", "root", "resize", "train_subset", "subset_seed")
+_DATA_OPTIONS = ("resize", "train_subset", "subset_seed")
+
+
+def _data_difference(manifest: dict[str, Any], dataset: Dataset) -> str:
+    """How the teacher's data differs from ``dataset``, by the options that differ
+    ("teacher: resize 16, train_subset 2000; this run: resize none, train_subset none"), or by
+    checksum when the options agree (the images themselves changed)."""
+    theirs = manifest.get("dataset_options") or {}
+    theirs = {"dataset": manifest.get("dataset"), **(theirs if isinstance(theirs, dict) else {})}
+    mine = {"dataset": dataset.name, **dataset.options}
+    keys = [k for k in dict.fromkeys([*theirs, *mine]) if theirs.get(k) != mine.get(k)]
+
+    def show(values: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {'none' if values.get(k) is None else values.get(k)}"
+                         for k in keys)
+
+    if keys:
+        return f"other data (teacher: {show(theirs)}; this run: {show(mine)})"
+    return (f"other images under the same options (teacher's data checksum "
+            f"{str(manifest.get('dataset_checksum'))[:12]}, this run's {dataset.checksum[:12]}: "
+            f"did the files at the dataset root change?)")
+
+
+def teacher_data_settings(source: str | Path) -> dict[str, Any] | None:
+    """The data an augkd teacher was trained on, from its model.pt's manifest: the
+    :data:`DATA_SETTINGS` it set (``dataset``, ``root``, ``resize``, ...). None for a foreign
+    checkpoint (which records no data) or a path that holds no finished run."""
+    try:
+        path = resolve_teacher_file(source)
+        contents = read_checkpoint_file(path)
+    except (OSError, ValueError):
+        return None  # loading the teacher later says what is wrong with it
+    if not (isinstance(contents, dict) and contents.get("format") == MODEL_FORMAT):
+        return None
+    manifest = contents.get("manifest")
+    manifest = manifest if isinstance(manifest, dict) else {}
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    options = config.get("dataset_options", manifest.get("dataset_options")) or {}
+    settings = {"dataset": config.get("dataset", manifest.get("dataset")),
+                "root": config.get("root")}
+    if isinstance(options, dict):
+        settings.update({k: options.get(k) for k in _DATA_OPTIONS})
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def inherit_teacher_data(given: dict[str, Any], teacher: str | Path,
+                         log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The data settings of a student (or ranking) of ``teacher``: those in ``given`` (None:
+    not given) and, for the rest, the teacher's (:func:`teacher_data_settings`), so a student
+    need not repeat ``--dataset``, ``--root``, ``--resize``, ``--train-subset`` and
+    ``--subset-seed``. Says in one line what it took. Nothing is taken when ``given`` names
+    another dataset than the teacher's, or the teacher is a foreign checkpoint.
+
+    Returns:
+        The settings to use, the given ones and the teacher's, without the unset ones.
+    """
+    chosen = {k: v for k, v in given.items() if v is not None}
+    theirs = teacher_data_settings(teacher)
+    if not theirs or chosen.get("dataset", theirs.get("dataset")) != theirs.get("dataset"):
+        return chosen
+    taken = {k: v for k, v in theirs.items() if k not in chosen}
+    if taken:
+        log(f"data as the teacher's ({teacher}): "
+            + ", ".join(f"{k} {v}" for k, v in taken.items())
+            + " (give the option to override)")
+    return {**taken, **chosen}
+
+
 def _splits(data: Dataset, device: torch.device) -> tuple[Split, Split]:
-    data = data.to(device)
-    return Split(data.train_images, data.train_labels), Split(data.test_images, data.test_labels)
+    """The splits for a run on ``device``: labels there, images there too or, when the data
+    does not fit (``Dataset.images_on``), in host memory, gathered a batch at a time."""
+    def place(images: torch.Tensor) -> torch.Tensor:
+        return images.to(device) if data.images_on(device) else images
+
+    return (Split(place(data.train_images), data.train_labels.to(device)),
+            Split(place(data.test_images), data.test_labels.to(device)))
 
 
 def train(
@@ -335,6 +428,7 @@ def train(
         on_epoch: called with each epoch's metrics record (see :meth:`Trainer.fit`).
     """
     run = RunDir(out if out is not None else Path(runs_root) / default_run_name(cfg))
+    log = RunLog(log)  # every line of the run also goes to RUN_DIR/train.log
     if resume and not run.config.is_file():
         raise FileNotFoundError(f"cannot resume: {run.path} holds no config.yaml")
     if not resume and run.checkpoint.is_file():
@@ -371,21 +465,13 @@ def train(
             for stale in run.remove_stale_temporaries():
                 log(f"removed {stale.name}, left by a write that was killed")
             run.create(cfg)
-        common = dict(mean=cfg.mean, std=cfg.std, num_classes=data.num_classes,
-                      in_channels=data.in_channels, teacher=teacher, log=log,
-                      teacher_arch=teacher_manifest["architecture"] if teacher_manifest else "")
-        if cfg.role == "student" and resolve_method(cfg.distill)[0].pretrains:
-            # the method's pre-training stage, shared by the search's warm-ups and the run
-            common["distiller_init"] = Trainer(
-                cfg, train_split, test_split, run=None, **common
-            ).pretrain_distiller(run.path / DISTILL_INIT_FILE)
-        lam = None
-        if cfg.uses_agb_search:
-            lam = search_agb_lambda(cfg, train_split, run, common, log)
-        trainer = Trainer(cfg, train_split, test_split, run=run, agb_lambda=lam, **common)
-        if trainer.distiller is not None:
-            log(f"method: {trainer.distiller.resolved_spec()}")
-        summary = trainer.fit(resume=resume, on_epoch=on_epoch)
+            log.attach(run.path)
+        try:
+            summary, trainer = _train_in_folder(cfg, run, train_split, test_split, data, teacher,
+                                                teacher_manifest, log, resume, on_epoch,
+                                                "held-out" if holdout else "test")
+        except KeyboardInterrupt as stop:
+            raise RunInterrupted(interrupted_message(run, stop)) from None
         if not dist_info.is_main:
             return RunResult(run.path, summary)
         if teacher_manifest is not None:
@@ -399,6 +485,28 @@ def train(
         f"{summary['last']['test_top1']:.2f}% "
         f"(loss {summary['last']['test_loss']:.4f}) -> {run.path}")
     return RunResult(run.path, summary)
+
+
+def _train_in_folder(cfg, run, train_split, test_split, data, teacher, teacher_manifest, log,
+                     resume, on_epoch, evaluated_on) -> tuple[dict[str, Any], Trainer]:
+    """The method's pre-training, AGB's lambda search and the run itself, in ``run``."""
+    common = dict(mean=cfg.mean, std=cfg.std, num_classes=data.num_classes,
+                  base_aug=data.base_aug, eval_crop=data.eval_crop,
+                  in_channels=data.in_channels, teacher=teacher, log=log,
+                  teacher_arch=teacher_manifest["architecture"] if teacher_manifest else "")
+    if cfg.role == "student" and resolve_method(cfg.distill)[0].pretrains:
+        # the method's pre-training stage, shared by the search's warm-ups and the run
+        common["distiller_init"] = Trainer(
+            cfg, train_split, test_split, run=None, **common
+        ).pretrain_distiller(run.path / DISTILL_INIT_FILE)
+    lam = None
+    if cfg.uses_agb_search:
+        lam = search_agb_lambda(cfg, train_split, run, common, log)
+    trainer = Trainer(cfg, train_split, test_split, run=run, agb_lambda=lam,
+                      evaluated_on=evaluated_on, **common)
+    if trainer.distiller is not None:
+        log(f"method: {trainer.distiller.resolved_spec()}")
+    return trainer.fit(resume=resume, on_epoch=on_epoch), trainer
 
 
 def train_once(
@@ -468,7 +576,9 @@ def search_agb_lambda(
             continue
         warm = cfg.replace(epochs=cfg.search_epochs, lr_decay_fractions=(1.0,),
                            agb_search=False, agb_lambda=lam)
-        trainer = Trainer(warm, fit_split, hold_split, run=None, **common)
+        trainer = Trainer(warm, fit_split, hold_split, run=None,
+                          label=f"AGB search, lambda {lam:g}:", evaluated_on="held-out",
+                          **common)
         last = trainer.fit()["last"]
         rows.append({"lambda": lam, "holdout_top1": last["test_top1"],
                      "holdout_loss": last["test_loss"], "epochs": warm.epochs})

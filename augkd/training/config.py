@@ -18,9 +18,15 @@ from augkd.numbers import is_finite
 ROLES = ("teacher", "student")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes seeds below 2**64; epoch seeds mix it
 MAX_TEMPERATURE = 1000.0  # KD's softmax(t / T) is uniform to float precision long before
-RUNTIME_FIELDS = ("progress", "device", "compile", "tensorboard", "allow_noop_aug")
+RUNTIME_FIELDS = ("progress", "device", "compile", "tensorboard", "wandb", "allow_noop_aug")
+#: Fields that only a student run reads: a teacher's config.yaml leaves them out, and two
+#: teacher configs never differ in them.
+STUDENT_FIELDS = ("teacher", "teacher_model", "aug", "per_batch", "allow_noop_aug",
+                  "joint_forward", "distill", "temperature", "balancer", "agb_lambda",
+                  "agb_search", "agb_search_lambdas", "agb_search_epochs", "holdout_fraction",
+                  "w_task", "w_distill")
 # dataset options that do not change the data: a run resumed without them is the same run
-RUNTIME_DATASET_OPTIONS = ("download",)
+RUNTIME_DATASET_OPTIONS = ("download", "data_on_device", "workers")
 # Filled in from the dataset when a run starts (None until then); a None on either side of a
 # comparison matches any value.
 RESOLVED_FIELDS = ("mean", "std")
@@ -81,6 +87,8 @@ class TrainConfig:
     progress: bool = True
     # per-epoch scalars into RUN_DIR/tensorboard/ (augkd.training.tensorboard; augkd[tensorboard])
     tensorboard: bool = False
+    # per-epoch records to Weights & Biases (augkd.training.wandb; augkd[wandb])
+    wandb: bool = False
     # student runs only
     teacher: str | None = None
     teacher_model: str | None = None  # of a foreign checkpoint; None: inferred from its weights
@@ -258,6 +266,14 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
+    def applicable_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` less the fields the run's role never reads (a teacher's
+        :data:`STUDENT_FIELDS`); :meth:`from_dict` gives them their defaults back."""
+        out = self.to_dict()
+        if self.role == "teacher":
+            out = {k: v for k, v in out.items() if k not in STUDENT_FIELDS}
+        return out
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build a config from a dict, rejecting unknown keys by name."""
@@ -274,7 +290,8 @@ class TrainConfig:
 
     def differences(self, other: TrainConfig) -> list[str]:
         """Fields that differ from ``other``, ignoring the runtime-only ones (progress, device,
-        compile, tensorboard), which may change when a run is resumed. The manual weights
+        compile, tensorboard, wandb), which may change when a run is resumed, and, between two
+        teachers, the student-only ones. The manual weights
         compare by their values (an unset weight is the method's default)."""
         mine, theirs = self.to_dict(), other.to_dict()
         for values in (mine, theirs):  # whether to download is the command line's, not the run's
@@ -282,9 +299,12 @@ class TrainConfig:
                                          if k not in RUNTIME_DATASET_OPTIONS}
         mine["w_task"], mine["w_distill"] = self.manual_weights
         theirs["w_task"], theirs["w_distill"] = other.manual_weights
+        ignored = set(RUNTIME_FIELDS)
+        if self.role == other.role == "teacher":  # settings a teacher never reads
+            ignored.update(STUDENT_FIELDS)
         return [
             k for k in mine
-            if k not in RUNTIME_FIELDS and mine[k] != theirs[k]
+            if k not in ignored and mine[k] != theirs[k]
             and not (k in RESOLVED_FIELDS and None in (mine[k], theirs[k]))
         ]
 
@@ -293,7 +313,8 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The config as YAML, the fields that apply to its role only."""
+        return yaml.safe_dump(self.applicable_dict(), sort_keys=False)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

@@ -116,8 +116,9 @@ class StepResult:
     """What a step leaves for the epoch loop, all on the device (no host sync).
 
     Attributes:
-        terms: the detached float32 0-d loss terms: ``task``, and in a student run ``distill``
-            and the method's log terms ``<method>_<view>``, ``<method>_<sub-term>_<view>``.
+        terms: the detached float32 0-d loss terms: ``task``, ``top1`` (the batch's top-1 in
+            %, on x, before the update), and in a student run ``distill`` and the method's log
+            terms ``<method>_<view>``, ``<method>_<sub-term>_<view>``.
         non_finite: 0-d bool, True when task + distill is NaN or Inf.
     """
 
@@ -163,9 +164,10 @@ def loss_terms(parts: StepParts, batch: Batch, ctx: StepContext) -> dict[str, Te
     over ``[x; x~]`` instead (pooled statistics, one update).
 
     Returns:
-        ``task = CE(S(x), y)``; in a student run also ``distill``, the method's loss summed
-        over the views (each view against the teacher's outputs on that view), and detached
-        log terms ``<method>_<view>`` and ``<method>_<sub-term>_<view>``.
+        ``task = CE(S(x), y)`` and the detached ``top1`` of S(x) in %; in a student run also
+        ``distill``, the method's loss summed over the views (each view against the teacher's
+        outputs on that view), and detached log terms ``<method>_<view>`` and
+        ``<method>_<sub-term>_<view>``.
     """
     x, x_aug, labels, index = step_views(parts, batch, ctx.generator)
     views = [x] if x_aug is None else [x, x_aug]
@@ -186,7 +188,10 @@ def loss_terms(parts: StepParts, batch: Batch, ctx: StepContext) -> dict[str, Te
             students, teachers = _split_views(students[0]), _split_views(teachers[0])
         # a method's base DA may give several copies per sample (MLKD's four rotations,
         # block by block): the task loss is on the first copy, as the reference's
-        terms = {"task": task_loss(students[0].logits[:labels.shape[0]], labels)}
+        logits = students[0].logits[:labels.shape[0]]
+        terms = {"task": task_loss(logits, labels),
+                 # a log term, not a loss: the batch's top-1 (%) on x before this step's update
+                 "top1": (logits.detach().argmax(1) == labels).float().mean() * 100}
         if d is None:  # a teacher run: cross-entropy alone
             return terms
         distill: Tensor | float = 0.0

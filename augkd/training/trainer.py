@@ -31,6 +31,7 @@ import augkd
 from augkd.augment import create as create_augmentation
 from augkd.augment.pick import make_scorer
 from augkd.augment.pipeline import BASE_SPEC, Normalize, ViewPipeline
+from augkd.augment.resized_crop import CenterCrop
 from augkd.balance import create_balancer
 from augkd.distill import Distiller, DistillSetup, FeatureShapes, create_distiller
 from augkd.metrics import evaluate
@@ -40,9 +41,9 @@ from augkd.training import distributed
 from augkd.training.batches import shuffled_batches
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
+from augkd.training.loggers import epoch_line, open_loggers, show_bars
 from augkd.training.run import RunDir
 from augkd.training.step import Batch, StepContext, StepParts, TaskOnly, train_step
-from augkd.training.tensorboard import EpochScalars
 from augkd.trust import reading_folder
 
 CHECKPOINT_FORMAT = "augkd-checkpoint/1"
@@ -54,9 +55,24 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the message names the epoch and the step."""
 
 
+class EpochInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) inside :meth:`Trainer.fit`: which epoch was running and which is the
+    last one checkpointed (0: none), for the command's one-line message."""
+
+    def __init__(self, label: str, epoch: int, epochs: int, last_checkpoint: int) -> None:
+        super().__init__(label, epoch, epochs, last_checkpoint)
+        self.label, self.epoch, self.epochs = label, epoch, epochs
+        self.last_checkpoint = last_checkpoint
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Images (uint8 ``[N, C, H, W]``) and labels (int64 ``[N]``) of one split, on the device."""
+    """Images (uint8 ``[N, C, H, W]``) and labels (int64 ``[N]``) of one split.
+
+    The labels live on the training device; the images too, or in host memory when the
+    dataset does not fit there (``Dataset.images_on``): batches are then gathered on the host
+    and copied (:meth:`~augkd.training.batches.ShuffledBatches.with_rows`).
+    """
 
     images: Tensor
     labels: Tensor
@@ -96,6 +112,13 @@ class Trainer:
         agb_lambda: overrides ``cfg.agb_lambda`` (the lambda chosen by the search).
         distiller_init: the state of the method's pre-trained parts (FT's paraphraser), from
             :meth:`pretrain_distiller`; required when the method has a pre-training stage.
+        log: where the per-epoch lines and other messages go.
+        label: what this training is, before its per-epoch lines and on its progress bar
+            (the AGB search's ``AGB search, lambda 0.3:``); "" for the run itself.
+        evaluated_on: what ``test`` holds, named in the per-epoch lines (``held-out``).
+        base_aug: the dataset's base DA spec (``Dataset.base_aug``), unless the method has
+            its own.
+        eval_crop: the centre crop evaluation takes (``Dataset.eval_crop``; 1.0: none).
     """
 
     def __init__(
@@ -114,15 +137,22 @@ class Trainer:
         distiller_init: dict[str, Tensor] | None = None,
         teacher_arch: str = "",
         log: Callable[[str], None] = print,
+        label: str = "",
+        evaluated_on: str = "test",
+        base_aug: str = BASE_SPEC,
+        eval_crop: float = 1.0,
     ) -> None:
         if cfg.role == "student" and teacher is None:
             raise ValueError("a student run needs a teacher model")
         self.cfg = cfg
         self.train_split = train
         self.test_split = test
-        self.device = train.images.device
+        self.device = train.labels.device  # the images may stay in host memory
         self.run = run
         self.log = log
+        # what this training is, on its progress bar and per-epoch lines ("" for the run itself)
+        self.label = label
+        self.evaluated_on = evaluated_on  # what the test_* figures are of, for the epoch lines
         on_cuda = self.device.type == "cuda"
         self.memory_format = (
             torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
@@ -168,7 +198,9 @@ class Trainer:
             extra = create_augmentation(cfg.aug, per_batch=True if cfg.per_batch else None)
         # the method's own base DA (MLKD's four independently cropped rotations), else crop+flip
         base = self.distiller.base_augmentation() if self.distiller is not None else None
-        self.pipeline = ViewPipeline(base or create_augmentation(BASE_SPEC), extra,
+        self.base_aug = base_aug
+        self.eval_view = CenterCrop(eval_crop)
+        self.pipeline = ViewPipeline(base or create_augmentation(base_aug), extra,
                                      self.normalize)
         self.scorer = None
         if self.pipeline.needs_scorer:
@@ -203,7 +235,7 @@ class Trainer:
 
     def _build_distiller(self, train: Split) -> Distiller:
         """The run's method, its modules shaped from one probe forward of both networks."""
-        sample = self.normalize(train.images[:2])
+        sample = self.normalize(train.images[:2].to(self.device))
         setup = DistillSetup(
             student=FeatureShapes.probe(self.model, sample),
             teacher=FeatureShapes.probe(self.teacher, sample),
@@ -244,7 +276,7 @@ class Trainer:
             d.load_state_dict(state["parameters"], strict=False)
             optimizer.load_state_dict(state["optimizer"])
             start, losses = int(state["epoch"]), list(state["losses"])
-        base = ViewPipeline(create_augmentation(BASE_SPEC), None, self.normalize)
+        base = ViewPipeline(create_augmentation(self.base_aug), None, self.normalize)
         n = len(self.train_split)
         for epoch in range(start + 1, d.init_epochs + 1):
             generator = torch.Generator(device=self.device)
@@ -252,9 +284,9 @@ class Trainer:
             batches = shuffled_batches(n, cfg.batch_size, generator, self.device)
             d.train()
             total = torch.zeros((), device=self.device)
-            for index in batches:
+            for _, images in batches.with_rows(self.train_split.images):
                 with torch.no_grad(), self.autocast():
-                    x = base(self.train_split.images[index], generator).original
+                    x = base(images, generator).original
                     teacher_out = self.teacher(x.contiguous(memory_format=self.memory_format),
                                                features=True)
                 with self.autocast():
@@ -305,11 +337,12 @@ class Trainer:
         sums: dict[str, Tensor] = {}
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         bar = tqdm(
-            batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-            disable=not cfg.progress, unit="step",
+            batches.with_rows(self.train_split.images), total=len(batches),
+            desc=f"{self.label or cfg.role + ' ' + cfg.model} epoch {epoch}/{cfg.epochs}",
+            leave=False, disable=not show_bars(cfg.progress), unit="step",
         )
-        for step, index in enumerate(bar):
-            batch = Batch(self.train_split.images[index], self.train_split.labels[index], index)
+        for step, (index, images) in enumerate(bar):
+            batch = Batch(images, self.train_split.labels[index], index)
             result = train_step(parts, batch, StepContext(epoch, step, generator))
             first_bad = torch.where((first_bad < 0) & result.non_finite, step, first_bad)
             for name, value in result.terms.items():
@@ -335,7 +368,8 @@ class Trainer:
         """
         split = split or self.test_split
         with torch.autocast(self.device.type, enabled=False):
-            result = evaluate(self.model, split.images, split.labels, self.normalize)
+            result = evaluate(self.model, split.images, split.labels,
+                              lambda x: self.normalize(self.eval_view(x)), device=self.device)
         return {"test_loss": result.loss, "test_top1": result.top1, "test_top5": result.top5}
 
     def final_eval(self) -> dict[str, float]:
@@ -350,11 +384,15 @@ class Trainer:
         """Train for ``cfg.epochs`` epochs (continuing from the checkpoint if ``resume``).
 
         Writes metrics, a checkpoint per epoch and, at the end, the summary and the final
-        model with its manifest into the run folder. Returns the summary. ``on_epoch`` is
+        model with its manifest into the run folder, and logs one line per epoch
+        (:func:`~augkd.training.loggers.epoch_line`). Returns the summary. ``on_epoch`` is
         called with each epoch's metrics record after its checkpoint is written (a tuner's
-        pruner may raise there: the run folder then holds every finished epoch). With
-        ``cfg.tensorboard`` each record also goes to the run's ``tensorboard/`` folder
-        (:mod:`augkd.training.tensorboard`).
+        pruner may raise there: the run folder then holds every finished epoch). The trackers
+        the config asks for (``tensorboard``, ``wandb``) get each record before that epoch's
+        checkpoint (:mod:`augkd.training.loggers`).
+
+        Raises:
+            EpochInterrupted: Ctrl-C; the checkpoint of the last finished epoch is kept.
         """
         cfg = self.cfg
         if self._needs_init:
@@ -365,14 +403,12 @@ class Trainer:
         if resume:
             self._resume()
         writes = self.run is not None and self.dist.is_main
-        board = EpochScalars(self.run, self.epoch) if writes and cfg.tensorboard else None
         start = time.perf_counter()
-        bar = tqdm(
-            range(self.epoch + 1, cfg.epochs + 1), desc=f"{cfg.role} {cfg.model}",
-            disable=not cfg.progress, unit="epoch", initial=self.epoch, total=cfg.epochs,
-        )
+        epoch = self.epoch + 1
+        saved = self.epoch if writes and self.run.checkpoint.is_file() else 0
+        loggers = open_loggers(cfg, self.run, self.epoch) if writes else []
         try:
-            for epoch in bar:
+            for epoch in range(self.epoch + 1, cfg.epochs + 1):
                 t0 = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
                 record = {"epoch": epoch, "lr": lr, **self.train_epoch(epoch)}
@@ -381,19 +417,21 @@ class Trainer:
                 record.update(self.last_eval)
                 record["epoch_time_s"] = time.perf_counter() - t0
                 self.epoch = epoch
-                bar.set_postfix(loss=f"{record['test_loss']:.3f}",
-                                top1=f"{record['test_top1']:.2f}")
                 if writes:
                     self.run.append_metrics(record)
-                    if board is not None:  # before the checkpoint: a resume purges what it repeats
-                        board.write(record)
+                    for logger in loggers:  # before the checkpoint: a resume purges repeats
+                        logger.write(record)
                     atomic_save(self.state_dict(), self.run.checkpoint)
+                    saved = epoch
+                if self.dist.is_main:
+                    self.log(epoch_line(record, cfg.epochs, self.label, self.evaluated_on))
                 if on_epoch is not None:
                     on_epoch(record)
+        except KeyboardInterrupt:
+            raise EpochInterrupted(self.label, epoch, cfg.epochs, saved) from None
         finally:
-            if board is not None:
-                board.close()
-        bar.close()
+            for logger in loggers:
+                logger.close()
         return self._finish(time.perf_counter() - start)
 
     def _finish(self, seconds: float) -> dict[str, Any]:

@@ -31,8 +31,9 @@ class ModelOutput(NamedTuple):
         logits: ``[B, num_classes]``, the classifier's output (same dtype as the forward).
         stages: four feature maps ``[B, C_i, H_i, W_i]`` early -> late, all post-ReLU;
             ``C_i == model.stage_channels[i]``.
-        pooled: ``[B, model.feature_dim]``, the spatial mean of ``stages[-1]`` (the classifier
-            input).
+        pooled: ``[B, model.feature_dim]``, the classifier's input: for the zoo, the spatial
+            mean of ``stages[-1]``; for torchvision and timm models the input of their last
+            linear layer (:mod:`augkd.models.external` says where the two differ).
     """
 
     logits: Tensor
@@ -57,10 +58,13 @@ class KDModel(nn.Module):
     linear_stages: ClassVar[tuple[bool, bool, bool]] = (False, False, False)
 
     def __init__(
-        self, stage_channels: tuple[int, int, int, int], feature_dim: int, num_classes: int
+        self, stage_channels: tuple[int, int, int, int], feature_dim: int, num_classes: int,
+        *, pooled_is_last_stage: bool = True,
     ) -> None:
         super().__init__()
-        if stage_channels[-1] != feature_dim:
+        # models of other libraries (augkd.models.external) may feed their classifier another
+        # vector (a transformer's class token, an MLP head's hidden layer)
+        if pooled_is_last_stage and stage_channels[-1] != feature_dim:
             raise ValueError(
                 f"the last stage ({stage_channels[-1]} channels) must be the pooled feature "
                 f"({feature_dim})"

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from augkd.models.base import KDModel
+from augkd.models.external import build_external, is_model_spec, parse_model_spec
 from augkd.models.layouts import ForeignWeights, extract_weights
 from augkd.models.registry import MODELS, create_model
 
@@ -149,9 +150,9 @@ def _architecture_shapes(name: str, num_classes: int, in_channels: int) -> dict[
     """``{key: shape}`` of an architecture's state_dict, without its BN batch counters."""
     try:  # on the meta device nothing is allocated or initialised: ResNet50 costs nothing
         with torch.device("meta"):
-            model = create_model(name, num_classes, in_channels)
+            model = create_model(name, num_classes, in_channels, load_weights=False)
     except Exception:  # a user's model may not build on meta; the CPU gives the same shapes
-        model = create_model(name, num_classes, in_channels)
+        model = create_model(name, num_classes, in_channels, load_weights=False)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()
             if not k.endswith(_BN_COUNTER)}
 
@@ -333,6 +334,9 @@ def load_foreign(
     path = Path(path)
     weights = extract_weights(contents, path)
     check_tensors(weights.state, path)
+    if model_name is not None and is_model_spec(model_name):
+        return _load_library_model(weights, path, num_classes, in_channels, model_name,
+                                   map_location)
     name, named_by = choose_architecture(weights.state, path, num_classes, in_channels,
                                          model_name)
     model = create_model(name, num_classes, in_channels)
@@ -348,6 +352,21 @@ def load_foreign(
     model.load_state_dict(state)
     return ForeignCheckpoint(model=model.to(map_location).eval(), architecture=name,
                              named_by=named_by, weights=weights)
+
+
+def _load_library_model(weights: ForeignWeights, path: Path, num_classes: int,
+                        in_channels: int, model_name: str,
+                        map_location: str | torch.device) -> ForeignCheckpoint:
+    """A state_dict of a torchvision or timm model (``--teacher-model tv:resnet18``): the spec
+    built with ``weights=path`` (its keys are the library's; see :mod:`augkd.models.external`)."""
+    spec = parse_model_spec(model_name)
+    if spec.weights is not None:
+        raise ValueError(f"--teacher-model {model_name!r} sets weights=...; the teacher's weights "
+                         f"are those of {path}: name the architecture only")
+    with_file = dataclasses.replace(spec, weights=str(path.resolve()))
+    model = build_external(with_file, num_classes, in_channels)
+    return ForeignCheckpoint(model=model.to(map_location).eval(), architecture=model_name,
+                             named_by="--teacher-model", weights=weights)
 
 
 def load_kd_checkpoint(

@@ -91,8 +91,11 @@ class WorkersFailedError(RuntimeError):
 def _die_with_parent(parent: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
     """A ``preexec_fn`` for a worker: on Linux the kernel sends it SIGTERM when the parent
     dies, by any signal, even ``kill -9`` (``PR_SET_PDEATHSIG``); a worker whose parent died
-    before the call exits at once."""
+    before the call exits at once. The worker ignores SIGINT: a Ctrl-C in the terminal reaches
+    the whole process group, and the parent alone answers it (it stops the workers and prints
+    one line), instead of every worker printing its own."""
     def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if prctl is not None:
             prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:
@@ -117,8 +120,8 @@ def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rer
 
     With ``cpu_threads`` each worker gets ``cores // n`` threads (small CIFAR models are
     overhead-bound: two single-thread processes do about twice the work of one with two
-    threads). The workers die with the parent: a Ctrl-C or SIGTERM of the parent stops them
-    (and waits for them), and on Linux a ``kill -9`` of the parent sends them SIGTERM
+    threads). The workers die with the parent: a Ctrl-C (which they ignore themselves) or
+    SIGTERM of the parent stops them with SIGTERM (and waits for them), and on Linux a ``kill -9`` of the parent sends them SIGTERM
     (``PR_SET_PDEATHSIG``), so none runs on under PID 1.
 
     Raises:

@@ -696,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         rank(cfg)
 
-    return run_cli(body)
+    return run_cli(body, rerun="rerun the same command to continue (the teachers, scorers "
+                   "and students it finished are reused)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -171,3 +171,41 @@ def test_rank_takes_its_teachers_data(small_teacher, tmp_path, capsys):
     assert rank_main(["--teacher", str(small_teacher), "--augs", "flip", "--group-size", "2",
                       "--device", "cpu", "--no-progress", "--out", str(tmp_path / "rank")]) == 0
     assert "dataset digits, resize 6, train_subset 300" in capsys.readouterr().out
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line holds ``text`` (a worker left running)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_sweep_and_its_workers(tmp_path):
+    spec = {
+        "name": "ctrl-c", "dataset": {"name": "digits",
+                                      "options": {"train_subset": 300, "resize": 6}},
+        "pairs": [{"teacher": "resnet8", "student": "resnet8"}], "teacher": {"epochs": 1},
+        "grid": {"aug": ["identity", "flip", "cutmix"], "epochs": [200], "seed": [0],
+                 "balancer": ["manual"], "mode": ["per-batch"]},
+        "tstddev": {"epochs": 2, "group_size": 4}, "device": "cpu",
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "sweep"
+    code, text = run_in_terminal(["augkd.sweep", str(path), "--out", str(out), "--workers",
+                                  "2", "--no-progress"], interrupt_after="epoch 2/200  lr")
+    assert code == 130, text
+    assert "Traceback" not in text, text
+    assert text.strip().splitlines()[-1] == (
+        "interrupted; the finished jobs are kept: rerun the same command to continue (a run "
+        "cut short resumes from its checkpoint)")
+    assert text.count("interrupted") == 1  # the workers print nothing of their own
+    assert _processes_mentioning(str(out)) == []  # the workers stopped with it

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
+    return run_cli(lambda: _run(args), rerun="the finished jobs are kept: rerun the same "
+                   "command to continue (a run cut short resumes from its checkpoint)")
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

@@ -106,7 +106,8 @@ def student_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args, argv))
+    return run_cli(lambda: _run(args, argv), rerun="the finished trials are kept in the study: "
+                   "rerun the same command to continue (a trial cut short is retried)")
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> None:

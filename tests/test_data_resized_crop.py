@@ -144,3 +144,28 @@ def test_base_da_at_64_px_then_extra_da() -> None:
     views = pipeline(_images(b=8, h=64, w=64), torch.Generator().manual_seed(0))
     assert views.original.shape == views.augmented.shape == (8, 3, 64, 64)
     assert math.isfinite(views.augmented.sum().item())
+
+
+def test_a_run_takes_the_dataset_base_da_and_eval_crop(tmp_path, monkeypatch) -> None:
+    """Dataset.base_aug and Dataset.eval_crop reach the trainer: its base DA and evaluation."""
+    import augkd.training.api as api
+    from augkd.augment import ResizedCropFlip
+    from augkd.training import TrainConfig, train
+    from tests.helpers import FAST
+
+    made = []
+
+    class Recording(api.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(api, "Trainer", Recording)
+    cfg = TrainConfig.from_dict({**FAST, "role": "teacher", "model": "resnet8", "epochs": 1,
+                                 "dataset_options": {"train_subset": 128,
+                                                     "base_aug": "resized-crop+flip",
+                                                     "eval_crop": 0.875}})
+    train(cfg, tmp_path / "run", log=lambda line: None)
+    (trainer,) = made
+    assert isinstance(trainer.pipeline.base, ResizedCropFlip)
+    assert trainer.eval_view.fraction == 0.875

@@ -133,6 +133,21 @@ class Dataset:
             test_labels=self.test_labels.to(device),
         )
 
+    def images_on(self, device: torch.device | str) -> bool:
+        """Whether a run on ``device`` keeps the images there (else in host memory), by
+        :attr:`data_on_device`: ``always``, ``never``, or ``auto``: when train and test images
+        take at most half of the device's free memory. Always True for the CPU."""
+        device = torch.device(device)
+        if device.type == "cpu" or self.data_on_device == "always":
+            return True
+        if self.data_on_device == "never":
+            return False
+        size = self.train_images.numel() + self.test_images.numel()  # uint8: one byte each
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return size <= free // 2
+        return True
+
     def summary(self) -> str:
         """A one-line description for command-line tools and logs."""
         c, (h, w) = self.in_channels, self.image_size
@@ -156,8 +171,12 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     channels = images.shape[1]
     total = torch.zeros(channels, dtype=torch.float64)
     total_sq = torch.zeros(channels, dtype=torch.float64)
-    for start in range(0, images.shape[0], _STATS_CHUNK):
-        chunk = images[start : start + _STATS_CHUNK].to("cpu", torch.float64) / 255.0
+    # _STATS_CHUNK rows up to 32 x 32 RGB (so those sums are what they always were), fewer for
+    # larger images: 4096 ImageNet images at 224 px would be a 5 GB float64 temporary
+    per_image = max(1, images[0].numel()) if images.shape[0] else 1
+    rows = max(1, min(_STATS_CHUNK, _STATS_CHUNK * 3 * 32 * 32 // per_image))
+    for start in range(0, images.shape[0], rows):
+        chunk = images[start : start + rows].to("cpu", torch.float64) / 255.0
         total += chunk.sum(dim=(0, 2, 3))
         total_sq += chunk.square().sum(dim=(0, 2, 3))
     count = images.numel() // channels

@@ -36,6 +36,7 @@ def evaluate(
     normalize: Callable[[Tensor], Tensor],
     *,
     batch_size: int = 1024,
+    device: torch.device | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on the full set in eval mode, without gradients.
 
@@ -49,6 +50,8 @@ def evaluate(
         labels: integer ``[N]`` class indices (moved to the images' device if needed).
         normalize: maps a uint8 batch ``[b, C, H, W]`` to the float normalized input.
         batch_size: images per forward.
+        device: where the model runs; None means the images' device. Images held elsewhere
+            (host memory, for a dataset larger than the device) are copied a batch at a time.
 
     Returns:
         :class:`EvalResult` with the mean loss and accuracies in percent over all ``N`` images.
@@ -70,7 +73,7 @@ def evaluate(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
 
-    device = images_uint8.device
+    device = images_uint8.device if device is None else torch.device(device)
     labels = labels.to(device=device, dtype=torch.int64)
     was_training = model.training
     model.eval()
@@ -81,7 +84,11 @@ def evaluate(
             correct5 = torch.zeros((), dtype=torch.int64, device=device)
             for start in range(0, n, batch_size):
                 y = labels[start:start + batch_size]
-                logits = model(normalize(images_uint8[start:start + batch_size])).float()
+                x = images_uint8[start:start + batch_size]
+                if x.device != device:  # host memory: pinned, copied without waiting
+                    x = x.pin_memory() if device.type == "cuda" else x
+                    x = x.to(device, non_blocking=True)
+                logits = model(normalize(x)).float()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
                 top = logits.topk(min(5, logits.shape[1]), dim=1).indices
                 hits = top == y[:, None]

@@ -4,7 +4,8 @@ The epoch loop, a method's pre-training stage (FT's paraphraser) and the T. stdd
 walk the training set the same way: one ``torch.randperm`` per pass drawn from the pass's
 generator, then consecutive ``batch_size`` slices of it, the last partial slice included (as a
 DataLoader without ``drop_last``). Batches are index tensors on the data's device, so a batch
-is ``images[index]``: no host copy, no worker processes.
+is ``images[index]``: no host copy, no worker processes. A dataset too large for the device
+stays in host memory and :meth:`ShuffledBatches.with_rows` gathers the same batches there.
 """
 
 from __future__ import annotations
@@ -37,6 +38,26 @@ class ShuffledBatches:
     def __iter__(self) -> Iterator[Tensor]:
         for step in range(self.n_batches):
             yield self.order[step * self.batch_size:(step + 1) * self.batch_size]
+
+    def with_rows(self, images: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(index, images[index])`` for each batch, the rows on the index's device.
+
+        Where ``images`` live on that device this is one index per batch. Where they live in
+        host memory (a dataset larger than the device), the pass's order is copied to the host
+        once, each batch is gathered there, pinned, and copied with ``non_blocking=True``: the
+        same rows in the same order, so the augmentation and the step see the same batches.
+        """
+        if images.device == self.order.device:
+            for index in self:
+                yield index, images[index]
+            return
+        host_order = self.order.to(images.device)  # one copy per pass, not one per step
+        pin = self.order.device.type == "cuda"
+        for step, index in enumerate(self):
+            rows = images[host_order[step * self.batch_size:(step + 1) * self.batch_size]]
+            if pin:
+                rows = rows.pin_memory()
+            yield index, rows.to(self.order.device, non_blocking=True)
 
 
 def shuffled_batches(

@@ -363,6 +363,24 @@ def test_imagenet_flat_val_needs_labels(tmp_path: Path) -> None:
         load_dataset("imagenet", root)
 
 
+def test_imagenet_kaggle_download_from_its_top_folder(tmp_path: Path) -> None:
+    top = tmp_path / "kaggle"
+    build_imagenet(top / "ILSVRC" / "Data" / "CLS-LOC", flat_val="csv")
+    (top / "ILSVRC" / "Data" / "CLS-LOC" / "LOC_val_solution.csv").rename(
+        top / "LOC_val_solution.csv")
+    for split in ("train", "val"):  # the boxes, a train/val pair of XML at the same depth
+        folder = top / "ILSVRC" / "Annotations" / "CLS-LOC" / split
+        folder.mkdir(parents=True)
+        (folder / "a.xml").write_text("<annotation/>")
+    (top / "ILSVRC" / "Data" / "CLS-LOC" / "test").mkdir()
+    (top / "ILSVRC" / "Data" / "CLS-LOC" / "test" / "x.JPEG").write_bytes(_jpeg(_photo(1)))
+    (top / "LOC_synset_mapping.txt").write_text("".join(f"{w} thing\n" for w in WNIDS))
+    data = _load("imagenet", top, tmp_path / "cache", size=SIZE)
+    reference = _load("imagenet", build_imagenet(tmp_path / "ref"), tmp_path / "cache",
+                      size=SIZE)
+    assert data.checksum == reference.checksum
+
+
 def test_label_table_formats_and_errors() -> None:
     csv_text = "ImageId,PredictionString\nILSVRC2012_val_00000001,n01 1 2 3 4\n"
     assert parse_label_table(csv_text, "x") == {"ILSVRC2012_val_00000001": "n01"}

@@ -11,7 +11,7 @@
 ``val/<wnid>/*.JPEG`` (torchvision's ImageFolder layout) or a flat ``val/*.JPEG`` and a label
 file: Kaggle's ``LOC_val_solution.csv`` (``ImageId,PredictionString`` with the wnid first in
 the prediction string) or a text list of ``file wnid`` lines (extra columns ignored), found
-beside ``train/`` or in ``val/``, or given as the ``val_labels`` option.
+beside ``train/``, in ``val/`` or at the top of ``root``, or given as the ``val_labels`` option.
 
 The val split is augkd's test split (ImageNet's test labels are not public). Classes are WordNet
 ids in sorted order; the ``classes`` option keeps a subset, e.g. ``classes=imagenet100`` (the
@@ -240,24 +240,40 @@ def list_tiny_imagenet(tree: FileTree, subset: list[str] | None) -> Listing:
 
 
 def _find_val_labels(tree: FileTree, prefix: str) -> str:
-    for folder in (prefix, f"{prefix}val/"):
+    # beside train/, in val/, or at the top of root (Kaggle's download keeps the file there,
+    # above ILSVRC/Data/CLS-LOC/train)
+    for folder in dict.fromkeys((prefix, f"{prefix}val/", "")):
         for name in VAL_LABEL_FILES:
             if f"{folder}{name}" in tree.files:
                 return f"{folder}{name}"
     raise ValueError(
         f"{tree.describe(f'{prefix}val')} holds images without class folders and no label file "
-        f"({' or '.join(VAL_LABEL_FILES)} beside train/ or in val/); give one with the "
+        f"({' or '.join(VAL_LABEL_FILES)} beside train/, in val/ or at the top of the root); "
+        "give one with the "
         "dataset option val_labels=FILE, or sort val/ into val/<wnid>/ folders"
     )
+
+
+def _imagenet_prefix(tree: FileTree) -> str:
+    """The folder holding ``train/`` and ``val/``: the shallowest pair whose ``train/`` holds
+    images (Kaggle's download also has ``ILSVRC/Annotations/CLS-LOC/{train,val}`` of XML)."""
+    pairs = sorted((d.count("/"), d) for d in tree.dirs
+                   if PurePosixPath(d).name == "train"
+                   and f"{d[:-len('train')]}val" in tree.dirs)
+    with_images = {p.split("/train/", 1)[0] if not p.startswith("train/") else ""
+                   for p in tree.files if "train/" in p and is_image_name(p)}
+    for _, folder in pairs:
+        prefix = folder[:-len("train")]
+        if prefix.rstrip("/") in with_images:
+            return prefix
+    raise ValueError(f"{tree.source} must hold train/<wnid>/ image folders and a val/ folder "
+                     "beside it (anywhere below the root)")
 
 
 def list_imagenet(tree: FileTree, subset: list[str] | None,
                   val_labels: Path | None = None) -> Listing:
     """ImageNet's ``train/<wnid>/`` with a foldered or a flat, labelled ``val/``."""
-    prefix = _prefix_of(tree, "train")
-    if prefix == "?" or f"{prefix}val" not in tree.dirs:
-        raise ValueError(f"{tree.source} must hold train/ and val/ folders (optionally inside "
-                         "one top-level folder)")
+    prefix = _imagenet_prefix(tree)
     train = _per_class(tree, f"{prefix}train")
     if not train:
         raise ValueError(f"{tree.describe(f'{prefix}train')} holds no class folder of images")

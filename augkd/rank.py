@@ -126,7 +126,8 @@ class RankConfig:
     train_subset: int | None = None  # dataset option: a class-stratified training subset
     subset_seed: int = 0
     bf16: bool = False  # T. stddev's teacher forwards in bf16 autocast on CUDA
-    report_dir: str = "reports"  # where --validate writes its HTML/Markdown report
+    # --validate's HTML/Markdown report goes to report_dir/<OUT's name>; None: OUT/report
+    report_dir: str | None = None
     cache_dir: str | None = None
     progress: bool = True
 
@@ -516,7 +517,7 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
                 "teacher": manifest["architecture"], "teacher_source": str(teacher_dir),
                 "teacher_test_top1": manifest.get("test_top1"),
                 "dataset_options": dataset_options(cfg),
-                "student": cfg.student if cfg.validate else None,
+                "student": cfg.student,
                 "cutmixpick_s_scorer": (
                     (cfg.student_run or f"{cfg.student} crop+flip KD, {cfg.scorer_epochs} epochs")
                     if scorer is not None else None),
@@ -543,7 +544,9 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
         print_table(table, summary, mode, log)
         folders[mode] = out
     if cfg.validate:  # one report, a panel per mode
-        report = build_report(list(folders.values()), Path(cfg.report_dir) / base.name)
+        report = build_report(list(folders.values()),
+                              Path(cfg.report_dir) / base.name if cfg.report_dir
+                              else base / "report")
         log(f"report: {report}")
     log(f"done in {time.perf_counter() - start:.1f} s; results in {base}")
     return folders
@@ -658,7 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "'fitnet(hint_layer=2)')")
     p.add_argument("--device", default=d.device)
     p.add_argument("--out", default=None, help="results folder (default runs/rank-...)")
-    p.add_argument("--report-dir", default=d.report_dir, help="where --validate's report goes")
+    p.add_argument("--report-dir", default=None,
+                   help="a folder for --validate's report, which goes into DIR/<name of OUT> "
+                   "(default: OUT/report, beside the results)")
     p.add_argument("--cache-dir", default=None,
                    help="where teachers trained here are cached ($AUGKD_CACHE or ~/.cache/augkd)")
     p.add_argument("--download", action="store_true",
@@ -676,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         data = {"dataset": args.dataset, "root": args.root, "resize": args.resize,
                 "train_subset": args.train_subset, "subset_seed": args.subset_seed}
+        data = {k: v for k, v in data.items() if v is not None}
         if Path(args.teacher).exists():  # a teacher run: its data unless given
             data = inherit_teacher_data(data, args.teacher)
         d = RankConfig()

@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("results", nargs="+", metavar="RESULTS",
                         help="results folder(s); several give one report with a panel each")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: reports/<name of the results folder(s)>)")
+                        help="output folder (default: beside the results: RESULTS/report/ "
+                        "for one folder, report-<names>/ beside the first of several)")
     parser.add_argument("--title", default=None, help="report title")
     return parser
 

@@ -85,10 +85,13 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.") or "results"
 
 
-def default_out_dir(results: Sequence[Results], root: str | Path = "reports") -> Path:
-    """``reports/<name>``: the folder's name, or the names joined by ``-`` for several."""
+def default_out_dir(results: Sequence[Results]) -> Path:
+    """Where a report goes unless told: beside its results, in ``RESULTS/report/`` for one
+    folder, and for several in ``report-<names joined by ->`` beside the first one."""
+    if len(results) == 1:
+        return Path(results[0].folder) / "report"
     name = "-".join(_slug(r.name) for r in results)
-    return Path(root) / (name[:96].rstrip("-") or "report")
+    return Path(results[0].folder).parent / ("report-" + name)[:96].rstrip("-")
 
 
 def _palette(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
@@ -176,10 +179,11 @@ def _scatter(res: Results, palette: dict, corr: dict[str, dict[str, Any]]) -> by
         fig = Figure(figsize=_SCATTER_INCHES, dpi=_DPI, layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.subplots()
+        spread = _seeds(points) > 1  # one seed has no spread: no zero-width bars
         xerr = points["t_stddev_std"].fillna(0).to_numpy(float) / scale \
-            if "t_stddev_std" in points else None
+            if spread and "t_stddev_std" in points else None
         yerr = points["s_test_loss_std"].fillna(0).to_numpy(float) \
-            if "s_test_loss_std" in points else None
+            if spread and "s_test_loss_std" in points else None
         if xerr is not None or yerr is not None:
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=".6", elinewidth=0.9,
                         capsize=2.5, zorder=2)
@@ -188,8 +192,7 @@ def _scatter(res: Results, palette: dict, corr: dict[str, dict[str, Any]]) -> by
             margin = 0.06 * np.ptp(x)
             xs = np.array([x.min() - margin, x.max() + margin])
             ax.plot(xs, slope * xs + intercept, ls="--", lw=1.2, color=".45", zorder=1,
-                    label=f"least squares: S. test loss = {intercept:.4g} + "
-                          f"{slope / scale:.4g} × T. stddev")
+                    label=fit_label(intercept, slope / scale))
             fig.legend(loc="outside lower center", frameon=False, fontsize=9.5)
         sns.scatterplot(x=x, y=y, hue=list(points["aug"]), palette=palette, s=size,
                         edgecolor="white", linewidth=1.0, legend=False, ax=ax, zorder=3)
@@ -209,6 +212,13 @@ def _scatter(res: Results, palette: dict, corr: dict[str, dict[str, Any]]) -> by
         return _png(fig)
 
 
+def fit_label(intercept: float, slope: float) -> str:
+    """The least-squares line as it reads: ``S. test loss = 1.853 − 1.896 × T. stddev``."""
+    sign = "−" if slope < 0 else "+"
+    return (f"least squares: S. test loss = {intercept:.4g} {sign} {abs(slope):.4g} "
+            "× T. stddev")
+
+
 def _plain(label: str) -> str:
     """``label`` drawn as written: matplotlib reads text between two ``$`` as mathtext (a DA
     named ``$\\frac{$`` would fail to parse)."""
@@ -216,24 +226,55 @@ def _plain(label: str) -> str:
 
 
 def _wrap_spec(label: str, width: int = 32) -> str:
-    """A long DA spec on two lines: the name, then its arguments (shortened with an ellipsis
-    past ``width`` characters; the results table spells them out). Long kornia /
-    albumentations specs would otherwise be cut at the figure's edge."""
-    if len(label) <= width or "(" not in label:
+    """A long DA spec on as many lines of about ``width`` characters as it needs, broken after
+    a ``,`` or before a ``|``, never cut: a long kornia or albumentations pipeline stays
+    readable in full instead of ending at the figure's edge."""
+    if len(label) <= width:
         return label
-    head, args = label.split("(", 1)
-    args = "(" + args
-    if len(args) > width:
-        args = args[:width - 1] + "…"
-    return f"{head}\n{args}"
+    lines: list[str] = []
+    for piece in re.split(r"(?<=,)\s+|\s+(?=\|)", label):
+        if lines and len(lines[-1]) + 1 + len(piece) <= width:
+            lines[-1] += " " + piece
+        else:
+            lines.append(piece)
+    return "\n".join(lines)
+
+
+def _seeds(table: pd.DataFrame) -> int:
+    """The most seeds behind any row (1 when the table does not say)."""
+    if "n_seeds" in table and table["n_seeds"].notna().any():
+        return int(table["n_seeds"].max())
+    return 1
 
 
 def _error_column(table: pd.DataFrame) -> str | None:
-    """The column of the ranking's error bars: the SE where one exists, else the seed std."""
+    """The column of the ranking's error bars: the SE where one exists, else the seed std
+    (none with one seed: its std is not a spread)."""
     for column in ("t_stddev_se", "t_stddev_std"):
+        if column == "t_stddev_std" and _seeds(table) < 2:
+            continue
         if column in table and table[column].notna().any():
             return column
     return None
+
+
+def _bars_caption(table: pd.DataFrame, scatter: bool = False) -> str:
+    """What a figure's error bars are, in one sentence."""
+    seeds = _seeds(table)
+    if scatter:
+        if seeds < 2:
+            return "No error bars: one seed per DA, so no seed spread to show."
+        return (f"Error bars: ± one standard deviation over the {seeds} seeds, of T. stddev "
+                "(horizontal) and of S. test loss (vertical).")
+    column = _error_column(table)
+    if column == "t_stddev_se":
+        how = ("by bootstrap over the groups of one run" if seeds < 2 else
+               f"of the mean over {seeds} seeds, sqrt(max(s², b²) / n) with s the seed std and "
+               "b the runs' bootstrap SE")
+        return f"Error bars: ± one standard error of T. stddev, {how}."
+    if column == "t_stddev_std":
+        return f"Error bars: ± one standard deviation of T. stddev over {seeds} seeds."
+    return "No error bars: one seed and no standard error recorded."
 
 
 def _has_tiers(table: pd.DataFrame) -> bool:
@@ -325,8 +366,10 @@ def _display_table(res: Results) -> pd.DataFrame:
         if column in _DIGITS:
             digits = _DIGITS[column]
             # the SE where one exists (a one-seed student loss has none), else the seed std
+            # (none with one seed: a std of one value is 0, not a spread)
             kind = next((s for s in ("_se", "_std") if column + s in table
-                         and table[column + s].notna().any()), None)
+                         and table[column + s].notna().any()
+                         and (s == "_se" or _seeds(table) > 1)), None)
             error = table[column + kind] if kind else None
             if kind == "_se":
                 title += " ± SE"
@@ -340,7 +383,8 @@ def _display_table(res: Results) -> pd.DataFrame:
                 cells.append(cell)
             out[title] = cells
         elif column.endswith("_std") and base in _DIGITS:
-            if table[column].notna().any():  # the seed spread beside a mean ± SE column
+            if table[column].notna().any() and _seeds(table) > 1:  # the seed spread beside a
+                # mean ± SE column
                 out[f"{_COLUMN_TITLES.get(base, base)} seed std"] = [
                     _fmt_float(float(v), _DIGITS[base]) for v in table[column]]
         elif column == "s_test_loss_tier":
@@ -469,6 +513,7 @@ class _Panel:
     protocol: pd.DataFrame
     extra: pd.DataFrame
     certainty: list[str] = dataclasses.field(default_factory=list)
+    captions: tuple[str, ...] = ()  # what the figures' error bars are
 
 
 #: summary.json entries shown as "How sure the ranking is" rather than as raw entries.
@@ -520,7 +565,8 @@ def _certainty(summary: dict[str, Any]) -> list[str]:
 
 
 def _subtitle(protocol: dict[str, Any]) -> str:
-    pair = " → ".join(str(protocol[k]) for k in ("teacher", "student") if k in protocol)
+    pair = " → ".join(str(protocol[k]) for k in ("teacher", "student")
+                      if protocol.get(k) is not None)
     bits = [b for b in (pair, str(protocol.get("dataset", ""))) if b]
     return " · ".join(bits)
 
@@ -541,6 +587,10 @@ def _build_panel(res: Results, slug: str, palette: dict) -> _Panel:
         ranking=_ranking(res, palette), corr=_correlation_table(corr), corr_source=source,
         table=_display_table(res), protocol=_key_values(res.protocol), extra=_key_values(extra),
         certainty=certainty,
+        captions=tuple(c for c in (
+            "Scatter: " + _bars_caption(_student_points(res), scatter=True)
+            if scatter is not None else "",
+            "Ranking: " + _bars_caption(res.table)) if c),
     )
 
 
@@ -585,6 +635,7 @@ def _html(title: str, panels: list[_Panel], generated: str) -> str:
         if p.scatter_note:
             parts.append(f'<p class="note">{esc(p.scatter_note)}</p>')
         parts.append('<div class="figs">' + "".join(figs) + "</div>")
+        parts += [f'<p class="meta">{esc(c)}</p>' for c in p.captions]
         if len(p.corr):
             parts += ["<h3>Correlation of T. stddev with S. test loss</h3>", _html_table(p.corr),
                       f'<p class="meta">source: {esc(p.corr_source)}</p>']
@@ -611,6 +662,7 @@ def _markdown(title: str, panels: list[_Panel], generated: str, pngs: dict[str, 
         else:
             lines += [f"> {_md(p.scatter_note)}", ""]
         lines += [f"![ranking by T. stddev]({pngs[p.slug + ':ranking']})", ""]
+        lines += [f"_{_md(c)}_\n" for c in p.captions]
         if len(p.corr):
             lines += ["### Correlation of T. stddev with S. test loss", "",
                       _markdown_table(p.corr), "", f"source: {_md(p.corr_source)}", ""]

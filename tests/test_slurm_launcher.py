@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import yaml
 
 from augkd.sweep import load_spec, main
 from augkd.sweep.launch import ShardTask, parse_slurm_time
+from augkd.sweep.runner import ShardWork
 from augkd.sweep.spec import SpecError
 
 pytest.importorskip("submitit")
@@ -174,15 +177,38 @@ def test_a_shard_task_runs_its_command_in_its_folder_and_environment(tmp_path, m
     monkeypatch.chdir("/")  # each of these is restored after the test
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what LocalExecutor gives a task by default
     monkeypatch.setenv("AUGKD_TEST_UNSET_ME", "x")
-    task = ShardTask(("spec.yaml", "--out", "s", "--dry-run"), str(tmp_path),
+    ran = []
+    monkeypatch.setattr(ShardWork, "run", lambda self, log: ran.append(
+        (self, Path.cwd(), os.environ["CUDA_VISIBLE_DEVICES"],
+         "AUGKD_TEST_UNSET_ME" in os.environ)))
+    work = ShardWork("spec.yaml", ("out=s",), 1, 2)
+    task = ShardTask(work, str(tmp_path),
                      (("CUDA_VISIBLE_DEVICES", "3"), ("AUGKD_TEST_UNSET_ME", None)))
     task()
-    assert Path.cwd() == tmp_path  # the spec's relative paths mean what they meant at submission
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3" and "AUGKD_TEST_UNSET_ME" not in os.environ
-    assert capsys.readouterr().out.count("todo  students/") == 3
+    # the spec's relative paths mean what they meant at submission; the environment is set
+    assert ran == [(work, tmp_path, "3", False)]
     assert task.checkpoint().function is task  # a timed-out task requeues itself
-    with pytest.raises(RuntimeError, match="exited with code 2"):
-        ShardTask(("no-such-spec.yaml",), str(tmp_path))()
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError, match="no-such-spec.yaml"):  # raised as it is, for the log
+        ShardTask(ShardWork("no-such-spec.yaml"), str(tmp_path))()
+
+
+def test_a_shard_work_runs_the_jobs_of_its_shard(tmp_path, monkeypatch):
+    tiny_spec(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    work = ShardWork("spec.yaml", ("out=s",))
+    sweep = work.sweep()
+    students = [j for j in sweep.jobs() if j.kind == "student"]
+    shards = [work.of_shard(i, 2).jobs(sweep) for i in range(2)]
+    assert sorted(j.key for s in shards for j in s) == sorted(
+        j.key for j in sweep.jobs() if j.kind != "teacher")  # each job in exactly one shard
+    assert not set(map(str, shards[0])) & set(map(str, shards[1]))
+    only = dataclasses.replace(work, students_only=True).jobs(sweep)
+    assert only == students
+    assert {j.kind for j in dataclasses.replace(work, teachers_only=True).jobs(sweep)} == {
+        "teacher"}
+    assert pickle.loads(pickle.dumps(ShardTask(work, "/"))).work == work  # submitit pickles it
 
 
 @pytest.mark.parametrize("text, minutes", [

@@ -21,8 +21,9 @@ from augkd.cli import (
     worker_log,
 )
 from augkd.sweep.launch import add_launcher_arguments, describe, launch_plan, submit_shards
-from augkd.sweep.runner import SweepRunner
-from augkd.sweep.spec import Job, SpecError, Sweep, load_spec
+from augkd.sweep.results import collect
+from augkd.sweep.runner import ShardWork, SweepRunner
+from augkd.sweep.spec import SpecError
 from augkd.training.tensorboard import summary_writer_class
 
 
@@ -90,18 +91,15 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def _shard_jobs(sweep: Sweep, args: argparse.Namespace, index: int, count: int) -> list[Job]:
-    """The jobs this command runs of shard ``index`` of ``count``."""
-    if args.teachers_only:
-        jobs = [j for j in sweep.jobs() if j.kind == "teacher"]
-    else:
-        jobs = sweep.shard(index, count)
-    if args.students_only:
-        jobs = [j for j in jobs if j.kind != "tstddev"]
-    return jobs
+def shard_work(args: argparse.Namespace) -> ShardWork:
+    """The share of the sweep this command runs, as a record."""
+    index, count = parse_shard(args.shard)
+    return ShardWork(args.spec, tuple(_overrides(args)), index, count,
+                     teachers_only=args.teachers_only, students_only=args.students_only,
+                     trust_folder=bool(args.trust_folder))
 
 
-def _check_extras(sweep: Sweep) -> None:
+def _check_extras(sweep) -> None:
     """Fail before any run starts when the spec asks for a dependency that is missing."""
     if any(sweep.spec[role].get("tensorboard") for role in ("teacher", "student")):
         summary_writer_class()
@@ -112,17 +110,17 @@ def _run(args: argparse.Namespace) -> None:
         raise SpecError(f"--workers must be an integer >= 1, got {args.workers}")
     apply_trust_flag(args)
     plan = launch_plan(args)  # None without --launcher; bad flags fail before the spec loads
-    sweep = load_spec(args.spec, _overrides(args))
-    index, count = parse_shard(args.shard)
+    work = shard_work(args)
+    sweep = work.sweep()
     log = print if args.worker_id is None else worker_log(args.worker_id)
     runner = SweepRunner(sweep, progress=not args.no_progress, log=log)
-    jobs = _shard_jobs(sweep, args, index, count)
+    jobs = work.jobs(sweep)
     if args.dry_run:
         for job in jobs:
             print(("done  " if runner.is_done(job) else "todo  ") + job.key)
-        print(f"{len(jobs)} jobs in shard {index}/{count} -> {sweep.out}")
+        print(f"{len(jobs)} jobs in shard {work.index}/{work.count} -> {sweep.out}")
         if plan is not None:
-            describe(plan, runner, lambda i, k: _shard_jobs(sweep, args, i, k))
+            describe(plan, runner, work)
         return
     if not args.collect:
         _check_extras(sweep)
@@ -131,9 +129,7 @@ def _run(args: argparse.Namespace) -> None:
         return
     if plan is not None:
         # one task per shard: a worker on shard I/K; the submitter collects when all are done
-        finished = submit_shards(
-            plan, runner, lambda i, k: _shard_jobs(sweep, args, i, k),
-            lambda i, k: [*forwarded_args(args, f"{i}/{k}"), "--worker-id", str(i)], log)
+        finished = submit_shards(plan, runner, work, log)
         if not finished:  # --no-wait
             return
     elif not args.collect:
@@ -143,11 +139,11 @@ def _run(args: argparse.Namespace) -> None:
             try:
                 run_workers(args, args.workers, runner.device, log)
             except WorkersFailedError:  # what the other workers finished still counts
-                runner.collect()
+                collect(runner)
                 raise
         else:
             runner.run(jobs)
-    runner.collect()
+    collect(runner)
 
 
 def forwarded_args(args: argparse.Namespace, shard: str) -> list[str]:

@@ -34,14 +34,13 @@ import dataclasses
 import math
 import os
 import re
-import shlex
 import shutil
-from collections.abc import Callable
 from typing import Any
 
+from augkd.cli import worker_log
 from augkd.extras import require
-from augkd.sweep.runner import SweepRunner
-from augkd.sweep.spec import Job, SpecError
+from augkd.sweep.runner import ShardWork, SweepRunner
+from augkd.sweep.spec import SpecError
 
 LAUNCHERS = ("local", "slurm")
 # submitit's local default kills a task after 2 minutes; a local shard runs until it is done
@@ -233,15 +232,16 @@ def parse_slurm_time(text: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
-    """One array task: ``python -m augkd.sweep ARGV`` (a ``--shard I/K``) in folder ``cwd``.
+    """One array task: a shard of the sweep (:class:`~augkd.sweep.runner.ShardWork`), run in
+    folder ``cwd``.
 
     A picklable callable: submitit runs it in the task's process. ``environ`` is set first
     (None unsets a variable), ``threads`` caps torch's CPU threads. ``checkpoint`` makes a task
     that is timed out or preempted requeue itself: the shard then continues from its finished
-    jobs and checkpoints.
+    jobs and checkpoints. An error is raised as it is, so the task's log shows it.
     """
 
-    argv: tuple[str, ...]
+    work: ShardWork
     cwd: str
     environ: tuple[tuple[str, str | None], ...] = ()
     threads: int | None = None
@@ -257,12 +257,7 @@ class ShardTask:
             import torch
 
             torch.set_num_threads(self.threads)
-        from augkd.sweep.cli import main
-
-        code = main(list(self.argv))
-        if code != 0:
-            raise RuntimeError(f"python -m augkd.sweep {shlex.join(self.argv)} exited with code "
-                               f"{code}; its error is the last line of this task's stderr log")
+        self.work.run(log=worker_log(self.work.index))
 
     def checkpoint(self) -> Any:
         """What submitit requeues when the task is timed out or preempted: this same task."""
@@ -271,10 +266,11 @@ class ShardTask:
         return DelayedSubmission(self)
 
 
-def pending_shards(runner: SweepRunner, count: int,
-                   shard_jobs: Callable[[int, int], list[Job]]) -> list[int]:
+def pending_shards(runner: SweepRunner, count: int, work: ShardWork) -> list[int]:
     """The shards of ``count`` that hold an unfinished job (the ones worth submitting)."""
-    return [i for i in range(count) if not all(runner.is_done(j) for j in shard_jobs(i, count))]
+    sweep = runner.sweep
+    return [i for i in range(count)
+            if not all(runner.is_done(j) for j in work.of_shard(i, count).jobs(sweep))]
 
 
 def shard_count(plan: LaunchPlan, runner: SweepRunner, log=print) -> int:
@@ -286,23 +282,21 @@ def shard_count(plan: LaunchPlan, runner: SweepRunner, log=print) -> int:
 
 
 def describe(plan: LaunchPlan, runner: SweepRunner,
-             shard_jobs: Callable[[int, int], list[Job]], log=print) -> None:
+             work: ShardWork, log=print) -> None:
     """What ``--dry-run`` says ``plan`` would submit."""
     count = shard_count(plan, runner, log)
-    todo = pending_shards(runner, count, shard_jobs)
+    todo = pending_shards(runner, count, work)
     log(f"--launcher {plan.launcher} would submit {len(todo)} of {count} shards as one job "
         f"array, at most {plan.max_parallel} at once")
 
 
 def submit_shards(
-    plan: LaunchPlan, runner: SweepRunner, shard_jobs: Callable[[int, int], list[Job]],
-    shard_argv: Callable[[int, int], list[str]], log=print,
+    plan: LaunchPlan, runner: SweepRunner, work: ShardWork, log=print,
 ) -> bool:
     """Submit the unfinished shards as one job array and (unless ``--no-wait``) wait for it.
 
     Args:
-        shard_jobs: ``(I, K)`` -> the jobs of shard I of K.
-        shard_argv: ``(I, K)`` -> the command line of its task (``python -m augkd.sweep ...``).
+        work: this command's share of the sweep; each task runs ``work.of_shard(I, K)``.
 
     Returns:
         Whether every task has finished (False after ``--no-wait``).
@@ -317,7 +311,7 @@ def submit_shards(
         raise SpecError(f"--launcher slurm: {' and '.join(missing)} not found on PATH; submit "
                         "from a machine of the Slurm cluster (or try --launcher local here)")
     count = shard_count(plan, runner, log)
-    todo = pending_shards(runner, count, shard_jobs)
+    todo = pending_shards(runner, count, work)
     if not todo:
         log(f"sweep {runner.spec['name']}: every job is done, nothing to submit")
         return True
@@ -331,7 +325,7 @@ def submit_shards(
     logs = runner.out / "slurm"
     executor = submitit.AutoExecutor(folder=logs / "%j", cluster=plan.launcher)
     executor.update_parameters(name=f"augkd-{runner.spec['name']}", **plan.parameters)
-    tasks = [ShardTask(tuple(shard_argv(i, count)), os.getcwd(), environ, threads)
+    tasks = [ShardTask(work.of_shard(i, count), os.getcwd(), environ, threads)
              for i in todo]
     with executor.batch():
         jobs = [executor.submit(task) for task in tasks]

@@ -4,23 +4,22 @@ only), summary.csv (mean and std over seeds) and one report folder per correlati
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from augkd.distill import DEFAULT_DISTILLER
 from augkd.metrics import correlations, seed_bootstrap_correlations
 from augkd.report import write_results
+from augkd.sweep.runner import SweepRunner, read_tstddev_record
 from augkd.training.run import RunDir, safe_name
-
-if TYPE_CHECKING:
-    from augkd.sweep.runner import SweepRunner
 
 
 def collect(runner: SweepRunner) -> pd.DataFrame:
-    """Gather every finished run into results.csv, summary.csv and the report folders."""
-    from augkd.sweep.runner import read_tstddev_record  # runner imports this module
-
+    """Gather every finished run into results.csv, summary.csv and the report folders (after
+    checking the folder belongs to the runner's spec and removing killed writes' leftovers)."""
+    runner.check_folder()
+    runner.remove_stale_temporaries()
     rows = []
     tst = {}
     for job in runner.sweep.jobs():

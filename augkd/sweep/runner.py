@@ -3,13 +3,13 @@ resumed; teachers trained once under a lock, cutmixpick-s's scorer trained on de
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 import yaml
 
@@ -17,12 +17,20 @@ from augkd.augment.pipeline import Normalize
 from augkd.data import load_dataset
 from augkd.files import remove_stale_temporaries
 from augkd.rank import measure_aug, needs_student_scorer
-from augkd.sweep.spec import Job, SpecError, Sweep, student_config, teacher_config
+from augkd.sweep.spec import (
+    Job,
+    SpecError,
+    Sweep,
+    load_spec,
+    student_config,
+    teacher_config,
+)
 from augkd.training import TrainConfig, load_student, load_teacher, train
 from augkd.training.api import train_once
 from augkd.training.checkpoint import atomic_write_text
 from augkd.training.run import RunDir, exclusive, safe_name, try_exclusive
 from augkd.training.trainer import resolve_device
+from augkd.trust import trust_folders
 
 
 def read_tstddev_record(path: Path) -> dict[str, Any]:
@@ -255,14 +263,6 @@ class SweepRunner:
         run = RunDir(self.out / job.key)
         train(cfg, run.path, resume=run.config.is_file(), data=self.data, log=self.log)
 
-    def collect(self) -> pd.DataFrame:
-        """Gather every finished run into results.csv, summary.csv and the report folders."""
-        from augkd.sweep.results import collect
-
-        self.check_folder()
-        self.remove_stale_temporaries()
-        return collect(self)
-
     def remove_stale_temporaries(self) -> None:
         """Delete the temporary files that killed atomic writes left anywhere in the sweep
         folder (spec.yaml, T. stddev records, results tables, report folders, run folders);
@@ -295,3 +295,50 @@ class SweepRunner:
                 f"{self.out} belongs to another spec: {path} has other settings "
                 f"({', '.join(diff)}); give this spec another --out (a sweep folder may "
                 "gain grid values, never lose or change them)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardWork:
+    """One share of a sweep as a record: what a ``--workers`` process, a ``--shard`` command or
+    a submitted array task runs (picklable; :meth:`run` runs it in this process).
+
+    Attributes:
+        spec: the spec file; relative paths in it are relative to the current folder.
+        overrides: ``key=value`` overrides of the spec (``--set`` and the flags that map onto
+            spec keys), in order.
+        index, count: shard ``index`` of ``count`` (0 of 1: every job).
+        teachers_only: run the teacher jobs only (all of them, whatever the shard).
+        students_only: skip the T. stddev jobs.
+        trust_folder: trust the folders read (:func:`augkd.trust.trust_folders`).
+    """
+
+    spec: str
+    overrides: tuple[str, ...] = ()
+    index: int = 0
+    count: int = 1
+    teachers_only: bool = False
+    students_only: bool = False
+    trust_folder: bool = False
+
+    def sweep(self) -> Sweep:
+        return load_spec(self.spec, list(self.overrides))
+
+    def jobs(self, sweep: Sweep) -> list[Job]:
+        """The jobs of this share of ``sweep``."""
+        if self.teachers_only:
+            jobs = [j for j in sweep.jobs() if j.kind == "teacher"]
+        else:
+            jobs = sweep.shard(self.index, self.count)
+        if self.students_only:
+            jobs = [j for j in jobs if j.kind != "tstddev"]
+        return jobs
+
+    def of_shard(self, index: int, count: int) -> ShardWork:
+        return dataclasses.replace(self, index=index, count=count)
+
+    def run(self, *, progress: bool = False, log=print) -> None:
+        """Run this share's unfinished jobs (each claimed with a file lock, so shares of one
+        sweep run at once in any number of processes)."""
+        trust_folders(self.trust_folder)
+        sweep = self.sweep()
+        SweepRunner(sweep, progress=progress, log=log).run(self.jobs(sweep))

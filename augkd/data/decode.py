@@ -160,8 +160,11 @@ def decode_into(
         results: Iterator = map(decode_chunk, jobs)
         pool = None
     else:
-        # forkserver: the workers do not inherit the parent's threads (torch's) or CUDA state
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        # fork where there is one: spawn and forkserver re-run the caller's main script in
+        # every worker, which breaks a plain script without an ``if __name__ == "__main__"``
+        # guard. The workers only run Pillow and numpy (no torch, no CUDA, no OpenMP), so the
+        # parent's threads cannot leave them a held lock they need.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
         results = pool.map(decode_chunk, jobs)
     try:

@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -552,6 +554,114 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
     return folders
 
 
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """What :func:`rank_augmentations` returns: one mode's ranking, as written to ``folder``.
+
+    Attributes:
+        table: ``results.csv``: a row per DA, lowest T. stddev first, with ``tier``,
+            ``t_stddev_se`` and (with students) ``s_test_loss``.
+        summary: ``summary.json``: protocol, tiers, recommendation, warnings, correlations.
+        folder: the results folder (``python -m augkd.report FOLDER`` renders it).
+    """
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    folder: Path
+
+    @property
+    def recommended(self) -> str:
+        """The DA to use: the first of the best tier."""
+        return self.summary["recommended"]["aug"]
+
+    @property
+    def tiers(self) -> list[list[str]]:
+        """The DAs in tiers the measurement tells apart, best first."""
+        return self.summary["tiers"]["tiers"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.summary.get("warnings") or [])
+
+    def __repr__(self) -> str:
+        mode = self.summary.get("protocol", {}).get("mode", "")
+        seeds = self.summary.get("uncertainty", {}).get("seeds", 1)
+        tied = self.summary["recommended"].get("tied_with") or []
+        def count(n: int, word: str) -> str:
+            return f"{n} {word}{'s' * (n != 1)}"
+
+        return (f"Ranking({count(len(self.table), 'DA')}, {mode}, {count(seeds, 'seed')}; "
+                f"recommended {self.recommended}"
+                + (f" (tied with {count(len(tied), 'other')})" if tied else "")
+                + f"; {count(len(self.tiers), 'tier')}; {count(len(self.warnings), 'warning')}; "
+                f"folder={str(self.folder)!r})")
+
+
+DEFAULT_AUGS_NAME = "default"
+
+
+def expand_augs(specs: Sequence[str]) -> tuple[str, ...]:
+    """``specs`` with ``default`` replaced by the benchmark's nine DAs (:data:`PAPER_DAS`) and
+    repeats dropped: ``--augs default 'kornia:...'`` is the nine plus one."""
+    out: list[str] = []
+    for spec in specs:
+        out += list(PAPER_DAS) if spec.strip() == DEFAULT_AUGS_NAME else [spec]
+    return tuple(dict.fromkeys(out))
+
+
+def data_settings(given: dict[str, Any], teacher: str | Path,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The data settings of a ranking: ``given`` (None: not given), and for the rest a teacher
+    run's own (:func:`augkd.training.api.inherit_teacher_data`) when ``teacher`` is one."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if Path(teacher).exists():
+        given = inherit_teacher_data(given, teacher, log)
+    return given
+
+
+def rank_augmentations(
+    teacher: str | Path, augs: Sequence[str] = tuple(PAPER_DAS), *,
+    dataset: str | None = None, root: str | None = None, resize: int | None = None,
+    train_subset: int | None = None, subset_seed: int | None = None,
+    per_batch: bool = False, log: Callable[[str], None] = print, **options: Any,
+) -> Ranking:
+    """Rank DAs for ``teacher`` by T. stddev in one call: what ``python -m augkd.rank`` does,
+    for a notebook.
+
+    Args:
+        teacher: a teacher run folder or checkpoint (RepDistiller, mdistiller, torchdistill),
+            or a model name to train (and cache) one first.
+        augs: DA specs (default: the nine of the benchmark); the name ``default`` stands for
+            those nine, so ``["default", "kornia:RandomGaussianNoise(std=0.05, p=1.0)"]`` adds
+            one to them.
+        dataset, root, resize, train_subset, subset_seed: the data; None takes a teacher
+            run's (else ``digits``).
+        per_batch: the paper's once-per-batch DA parameters (default: per image).
+        log: where progress lines and the ranking table go (``lambda s: None`` for silence).
+        **options: any other :class:`RankConfig` field: ``epochs``, ``seeds``, ``batch_size``,
+            ``group_size``, ``device``, ``out``, ``student``, ``student_run``, ``validate``,
+            ``student_epochs``, ``progress``...
+
+    Returns:
+        :class:`Ranking` of the mode, read back from its results folder.
+    """
+    data = data_settings({"dataset": dataset, "root": root, "resize": resize,
+                          "train_subset": train_subset, "subset_seed": subset_seed}, teacher,
+                         log)
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RankConfig)}
+                     - {"modes", "augs", "teacher"})
+    if unknown or {"modes", "augs", "teacher"} & set(options):
+        bad = unknown or sorted({"modes", "augs", "teacher"} & set(options))
+        raise ValueError(f"rank_augmentations: unexpected option(s) {', '.join(bad)}; expected "
+                         "RankConfig fields (epochs, seeds, device, out, ...; the mode is "
+                         "per_batch=)")
+    cfg = RankConfig(teacher=str(teacher), augs=expand_augs(augs),
+                     modes=("per-batch",) if per_batch else ("per-image",), **data, **options)
+    folder = next(iter(rank(cfg, log=log).values()))
+    return Ranking(pd.read_csv(folder / "results.csv"),
+                   json.loads((folder / "summary.json").read_text()), folder)
+
+
 def _text_table(table: pd.DataFrame) -> str:
     """``table`` as left-aligned text columns, two spaces apart, headers first."""
     cells = [[str(c) for c in table.columns]] + [[str(v) for v in row]
@@ -630,7 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint; default: inferred from its weights")
     p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs)
     p.add_argument("--augs", nargs="+", default=list(d.augs), metavar="SPEC",
-                   help="DA specs (default: the nine of the benchmark)")
+                   help="DA specs; 'default' stands for the nine of the benchmark, e.g. "
+                   "--augs default 'kornia:RandomGaussianNoise(std=0.05, p=1.0)' (default: "
+                   "the nine)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--per-batch", action="store_true", help="the paper's once-per-batch mode")
     mode.add_argument("--both-modes", action="store_true", help="per-image and per-batch")
@@ -679,16 +791,15 @@ def main(argv: list[str] | None = None) -> int:
     modes = MODES if args.both_modes else (("per-batch",) if args.per_batch else ("per-image",))
 
     def body() -> None:
-        data = {"dataset": args.dataset, "root": args.root, "resize": args.resize,
-                "train_subset": args.train_subset, "subset_seed": args.subset_seed}
-        data = {k: v for k, v in data.items() if v is not None}
-        if Path(args.teacher).exists():  # a teacher run: its data unless given
-            data = inherit_teacher_data(data, args.teacher)
+        data = data_settings({"dataset": args.dataset, "root": args.root,
+                              "resize": args.resize, "train_subset": args.train_subset,
+                              "subset_seed": args.subset_seed}, args.teacher)
         d = RankConfig()
         cfg = RankConfig(
             dataset=data.get("dataset", d.dataset), root=data.get("root"), teacher=args.teacher,
             teacher_model=args.teacher_model, teacher_epochs=args.teacher_epochs,
-            augs=tuple(args.augs), modes=modes, epochs=args.epochs, batch_size=args.batch_size,
+            augs=expand_augs(args.augs), modes=modes, epochs=args.epochs,
+            batch_size=args.batch_size,
             group_size=args.group_size, seeds=args.seeds, student=args.student,
             student_run=args.student_run, scorer_epochs=args.scorer_epochs,
             resize=data.get("resize"), train_subset=data.get("train_subset"),

@@ -209,3 +209,43 @@ def test_ctrl_c_stops_a_sweep_and_its_workers(tmp_path):
         "cut short resumes from its checkpoint)")
     assert text.count("interrupted") == 1  # the workers print nothing of their own
     assert _processes_mentioning(str(out)) == []  # the workers stopped with it
+
+
+# ------------------------------------------------------------------ 6. the Python API
+def test_rank_augmentations_in_one_call(small_teacher, tmp_path):
+    from augkd.rank import Ranking, rank_augmentations
+
+    lines: list[str] = []
+    ranking = rank_augmentations(small_teacher, ["identity", "flip"], epochs=2, group_size=4,
+                                 device="cpu", progress=False, out=str(tmp_path / "r"),
+                                 log=lines.append)
+    assert isinstance(ranking, Ranking) and ranking.folder == tmp_path / "r"
+    assert sorted(ranking.table["aug"]) == ["flip", "identity"]
+    assert ranking.recommended in ("flip", "identity")
+    assert sum(len(tier) for tier in ranking.tiers) == 2
+    assert any("data as the teacher's" in line for line in lines)  # its data, said in log
+    text = repr(ranking)
+    assert text.startswith("Ranking(2 DAs, per-image, 1 seed; recommended ") and "\n" not in text
+    with pytest.raises(ValueError, match=r"unexpected option\(s\) epoch; expected RankConfig"):
+        rank_augmentations(small_teacher, ["flip"], epoch=2)
+
+
+def test_default_stands_for_the_nine_das():
+    from augkd.augment import PAPER_DAS
+    from augkd.rank import expand_augs
+
+    noise = "kornia:RandomGaussianNoise(std=0.05, p=1.0)"
+    assert expand_augs(["default", noise]) == (*PAPER_DAS, noise)
+    assert expand_augs(["flip", "default"]) == ("flip", *[a for a in PAPER_DAS if a != "flip"])
+
+
+def test_results_have_compact_reprs():
+    import torch
+
+    from augkd.metrics import TStddevResult
+
+    result = TStddevResult(value=0.0123456, group_means=torch.rand(44, 10, dtype=torch.float64),
+                           n_groups=44, epochs=10, batch_size=64, seconds=3.21)
+    assert repr(result) == ("TStddevResult(value=0.012346, n_groups=44, group_means=<torch."
+                            "float64 [44, 10]>, epochs=10, batch_size=64, group_size=10, "
+                            "seconds=3.2)")

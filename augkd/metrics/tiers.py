@@ -179,6 +179,9 @@ class Tiers:
     alpha: float
     method: str
 
+    def __repr__(self) -> str:
+        return f"Tiers({self.describe()}; alpha {self.alpha:g})"
+
     def tier_of(self, name: str) -> int:
         """The 1-based tier of ``name``."""
         for i, group in enumerate(self.groups, start=1):

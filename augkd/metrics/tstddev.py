@@ -22,6 +22,7 @@ Two layers live here:
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -223,6 +224,12 @@ class TStddevResult:
     seconds: float
     group_size: int = 10
 
+    def __repr__(self) -> str:  # the group means are data, not a summary: shape only
+        return (f"TStddevResult(value={self.value:.6f}, n_groups={self.n_groups}, "
+                f"group_means=<{self.group_means.dtype} {list(self.group_means.shape)}>, "
+                f"epochs={self.epochs}, batch_size={self.batch_size}, "
+                f"group_size={self.group_size}, seconds={self.seconds:.1f})")
+
 
 #: Attribute a trained student carries to serve as CutMixPick-S's frozen scorer: the number
 #: of epochs it was trained (set by ``augkd.training.load_student`` or :func:`mark_trained`).
@@ -359,8 +366,9 @@ def measure_t_stddev(
                 acc.update_rows(probs, [v.shape[0] for v in pending])
                 pending, pending_rows = [], 0
 
+            # bars on a terminal only: in a log file their escape codes are noise
             with tqdm(total=epochs * n_batches, desc="T. stddev", unit="batch",
-                      disable=not progress) as bar:
+                      disable=not (progress and sys.stderr.isatty())) as bar:
                 for _ in range(epochs):
                     # the KD loop's batch order: same permutation, same slices
                     for index in shuffled_batches(n_images, batch_size, generator, device):

@@ -462,3 +462,22 @@ def test_cifar10_jpeg_archive_upscaled_to_64px(tmp_path: Path) -> None:
     assert data.test_images.shape == (10_000, 3, 64, 64)
     assert data.num_classes == 10
     assert data.options["size"] == 64 and data.options["train_subset"] == 500
+
+
+def test_transforms_and_sweep_specs_take_the_new_options(tmp_path: Path) -> None:
+    """train_subset cuts a memory-mapped set; a sweep spec accepts size, classes, base_aug."""
+    import yaml
+
+    from augkd.sweep.spec import validate_spec
+
+    build_tiny(tmp_path / "src", odd=False)
+    data = _load("tinyimagenet", tmp_path / "src", tmp_path / "cache", size=SIZE,
+                 train_subset=6)
+    assert data.train_images.shape == (6, 3, SIZE, SIZE)
+    assert torch.bincount(data.train_labels).tolist() == [2, 2, 2]
+    spec = yaml.safe_load((Path(__file__).parents[1] / "experiments" / "digits_smoke.yaml")
+                          .read_text())
+    spec["dataset"] = {"name": "tinyimagenet", "root": str(tmp_path / "src"),
+                       "options": {"size": 32, "classes": "imagenet100",
+                                   "base_aug": "resized-crop+flip", "data_on_device": "auto"}}
+    validate_spec(spec)

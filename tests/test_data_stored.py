@@ -327,6 +327,17 @@ def test_cache_off_and_stale_build_folder_removed(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
+def test_a_damaged_cache_folder_is_rebuilt(tmp_path: Path) -> None:
+    build_tiny(tmp_path / "src", odd=False)
+    first = _load("tinyimagenet", tmp_path / "src", tmp_path / "cache", size=SIZE)
+    (folder,) = (tmp_path / "cache").iterdir()
+    (folder / "train_labels.npy").unlink()
+    with pytest.warns(UserWarning, match="ignoring damaged cache folder"):
+        again = _load("tinyimagenet", tmp_path / "src", tmp_path / "cache", size=SIZE)
+    assert again.checksum == first.checksum
+    assert (folder / "train_labels.npy").is_file()
+
+
 def test_arrays_checksum_matches_tensors_checksum() -> None:
     images = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
     labels = np.array([1, 0], dtype=np.int64)

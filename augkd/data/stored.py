@@ -252,8 +252,12 @@ def build_stored(
             del arrays
             try:
                 os.replace(where, folder)
-            except OSError:  # another process finished the same folder first: use it
-                shutil.rmtree(where, ignore_errors=True)
+            except OSError:  # the folder exists: another process finished it first, or it
+                if open_cached(folder, name, str(root)) is None:  # is damaged: replace it
+                    shutil.rmtree(folder, ignore_errors=True)
+                    os.replace(where, folder)
+                else:
+                    shutil.rmtree(where, ignore_errors=True)
             where = None
             found = open_cached(folder, name, str(root))
             if found is None:

@@ -126,6 +126,8 @@ def build_imagenet(base: Path, *, flat_val: str | None = None) -> Path:
             seed += 1
             (folder / f"{w}_{k}.JPEG").write_bytes(_jpeg(_photo(seed, (30 + k, 50))))
     _strays(base / "train" / WNIDS[0])
+    for name, data in _odd_files().items():
+        (base / "train" / WNIDS[1] / name).write_bytes(data)
     rows = []
     for k in range(6):
         seed += 1
@@ -155,6 +157,10 @@ def build_folder(base: Path) -> Path:
             for k in range(count):
                 seed += 1
                 (folder / f"img{k}.jpg").write_bytes(_jpeg(_photo(seed, (20 + 7 * k, 33))))
+    for name, data in _odd_files().items():
+        (base / "train" / "ant" / name).write_bytes(data)
+    _strays(base / "train" / "zebra")
+    _strays(base / "test" / "ant")
     return base
 
 
@@ -353,7 +359,8 @@ def test_imagenet_layouts_give_the_same_dataset(tmp_path: Path, flat_val: str | 
     build_imagenet(tmp_path / "src", flat_val=flat_val)
     data = _load("imagenet", tmp_path / "src", tmp_path / "cache", size=SIZE)
     assert data.classes == sorted(WNIDS)
-    assert data.train_images.shape == (9, 3, SIZE, SIZE)
+    assert data.train_images.shape == (9 + 4, 3, SIZE, SIZE)  # with the four odd files
+    assert torch.bincount(data.train_labels).tolist() == [3 + 4, 3, 3]  # n01 = WNIDS[1]
     assert data.test_labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert data.base_aug == "resized-crop+flip" and data.eval_crop == 0.875
     if flat_val is not None:  # same pixels and labels as the foldered layout
@@ -414,7 +421,7 @@ def test_class_subset_by_list(tmp_path: Path) -> None:
     data = _load("imagenet", tmp_path / "src", tmp_path / "cache", size=SIZE,
                  classes=str(chosen))
     assert data.classes == sorted(WNIDS[:2])
-    assert len(data.train_labels) == 6 and len(data.test_labels) == 4
+    assert len(data.train_labels) == 6 + 4 and len(data.test_labels) == 4
     assert data.options["classes"] == str(chosen)
     chosen.write_text("n09999999\n")
     with pytest.raises(ValueError, match="has no class n09999999"):
@@ -436,11 +443,12 @@ def test_imagenet100_list_is_the_cmc_list() -> None:
 
 def test_imagefolder_with_size_reads_images_of_any_size(tmp_path: Path) -> None:
     build_folder(tmp_path / "src")
-    with pytest.raises(ValueError, match="differ in size"):
+    # without size, the folder is read as it always was: every file must be an image
+    with pytest.raises(ValueError, match=r"cannot read image .*Thumbs\.db"):
         load_dataset("imagefolder", tmp_path / "src", cache=False)
     data = _load("imagefolder", tmp_path / "src", tmp_path / "cache", size=SIZE)
     assert data.classes == ["ant", "zebra"]
-    assert data.train_images.shape == (6, 3, SIZE, SIZE)
+    assert data.train_images.shape == (6 + 4, 3, SIZE, SIZE)  # with the four odd files
     assert data.test_images.shape == (4, 3, SIZE, SIZE)
     with pytest.raises(ValueError, match="need size=PX"):
         load_dataset("imagefolder", tmp_path / "src", classes="x.txt")

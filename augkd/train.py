@@ -15,13 +15,17 @@ Examples::
     python -m augkd.train student ... --quant w2a1 --temperature 15   # a DoReFa student
     python -m augkd.train --resume runs/student-wrn_16_2-...   # continue a killed run
     python -m augkd.train teacher --model resnet8 --epochs 30 --tensorboard
+    WANDB_MODE=offline python -m augkd.train teacher --model resnet8 --epochs 30 --wandb
     tensorboard --logdir runs/                  # the per-epoch scalars of every run below
 
 Every run writes one folder (see :mod:`augkd.training.run`). ``--tensorboard`` (a config's
 ``tensorboard: true``; needs ``pip install "augkd[tensorboard]"``) also writes each epoch's
 metrics.jsonl record as TensorBoard scalars into ``RUN_DIR/tensorboard/``, step = epoch
 (:mod:`augkd.training.tensorboard`). Given with ``--resume RUN_DIR`` it turns them on for a run
-started without them; the finished epochs are replayed from metrics.jsonl first.
+started without them; the finished epochs are replayed from metrics.jsonl first. ``--wandb``
+(``wandb: true``; ``pip install "augkd[wandb]"``) logs the same records to Weights & Biases,
+the same way (:mod:`augkd.training.wandb_log`; ``WANDB_MODE=offline`` keeps them in
+``RUN_DIR/wandb/``). Every run prints one line per epoch and keeps them in ``RUN_DIR/train.log``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from augkd.training.config import TrainConfig, default_lr, read_yaml_mapping
 from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
 from augkd.training.tensorboard import summary_writer_class
+from augkd.training.wandb_log import wandb_module
 
 # CLI flag -> (TrainConfig field type, help), for the flags that map one to one.
 _FIELDS = {
@@ -118,6 +123,10 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
     parser.add_argument("--tensorboard", action="store_true", default=None,
                         help="also write each epoch's metrics as TensorBoard scalars into "
                         "RUN_DIR/tensorboard/ (pip install \"augkd[tensorboard]\")")
+    parser.add_argument("--wandb", action="store_true", default=None,
+                        help="also log each epoch's metrics to Weights & Biases (project "
+                        "$WANDB_PROJECT or augkd; WANDB_MODE=offline logs into RUN_DIR/wandb/; "
+                        "pip install \"augkd[wandb]\")")
 
 
 def config_from_args(args: argparse.Namespace,
@@ -132,7 +141,8 @@ def config_from_args(args: argparse.Namespace,
         value = getattr(args, name)
         if value is not None:
             values[name] = value
-    for flag in ("per_batch", "joint_forward", "compile", "tensorboard", "allow_noop_aug"):
+    for flag in ("per_batch", "joint_forward", "compile", "tensorboard", "wandb",
+                 "allow_noop_aug"):
         if getattr(args, flag):
             values[flag] = True
     if args.agb_lambda is not None:  # a fixed lambda: AGB without its search
@@ -179,6 +189,8 @@ def _check_extras(cfg: TrainConfig) -> None:
     """Fail before any work when the run asks for an optional dependency that is missing."""
     if cfg.tensorboard:
         summary_writer_class()
+    if cfg.wandb:
+        wandb_module()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +218,8 @@ def _run(args: argparse.Namespace) -> None:
             cfg = cfg.replace(progress=False)
         if args.tensorboard:
             cfg = cfg.replace(tensorboard=True)
+        if args.wandb:
+            cfg = cfg.replace(wandb=True)
         if args.allow_noop_aug:
             cfg = cfg.replace(allow_noop_aug=True)
         if args.download:  # only the command line asks for a download, never the folder

@@ -249,3 +249,46 @@ def test_results_have_compact_reprs():
     assert repr(result) == ("TStddevResult(value=0.012346, n_groups=44, group_means=<torch."
                             "float64 [44, 10]>, epochs=10, batch_size=64, group_size=10, "
                             "seconds=3.2)")
+
+
+# ------------------------------------------------------------------ 4. Weights & Biases
+def test_wandb_logs_each_epoch_offline_and_resumes_the_same_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install 'augkd[wandb]')")
+    from augkd.training.loggers import open_loggers
+    from augkd.training.run import RunDir
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # nothing reaches the network
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    out = tmp_path / "teacher"
+    assert train_main(["teacher", "--model", "resnet8", "--epochs", "2", "--device", "cpu",
+                       *TINY, "--no-progress", "--wandb", "--out", str(out)]) == 0
+    run_id = (out / "wandb_id").read_text().strip()
+    offline = list((out / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(offline) == 1
+    (log,) = offline[0].glob("*.wandb")
+    for name in (b"test_top1", b"train_top1", b"train_task", b"lr"):  # the records' fields
+        assert name in log.read_bytes(), name
+    # the same interface serves TensorBoard and W&B: a resumed logger keeps the W&B run id
+    cfg = RunDir(out).read_config().replace(wandb=True)
+    loggers = open_loggers(cfg, RunDir(out), last_epoch=2)
+    assert [type(logger).__name__ for logger in loggers] == ["WandbRun"]
+    assert loggers[0].run.id == run_id
+    loggers[0].close()
+
+
+def test_wandb_missing_is_one_line(monkeypatch, tmp_path, capsys):
+    import augkd.extras
+
+    real = augkd.extras.importlib.import_module
+
+    def no_wandb(name, *args):
+        if name == "wandb":
+            raise ImportError("No module named 'wandb'")
+        return real(name, *args)
+
+    monkeypatch.setattr(augkd.extras.importlib, "import_module", no_wandb)
+    code = train_main(["teacher", "--model", "resnet8", "--epochs", "1", "--wandb",
+                       "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert code == 2 and 'pip install "augkd[wandb]"' in err and not (tmp_path / "t").exists()

@@ -87,7 +87,7 @@ class TrainConfig:
     progress: bool = True
     # per-epoch scalars into RUN_DIR/tensorboard/ (augkd.training.tensorboard; augkd[tensorboard])
     tensorboard: bool = False
-    # per-epoch records to Weights & Biases (augkd.training.wandb; augkd[wandb])
+    # per-epoch records to Weights & Biases (augkd.training.wandb_log; augkd[wandb])
     wandb: bool = False
     # student runs only
     teacher: str | None = None

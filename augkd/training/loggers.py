@@ -6,7 +6,7 @@ experiment trackers.
   ``RUN_DIR/train.log`` with every other line of the run (:class:`RunLog`), whether or not the
   output is a terminal. Progress bars are drawn only on a terminal (:func:`show_bars`).
 * The trackers: TensorBoard (:mod:`augkd.training.tensorboard`, ``--tensorboard``) and
-  Weights & Biases (:mod:`augkd.training.wandb`, ``--wandb``) serve one interface,
+  Weights & Biases (:mod:`augkd.training.wandb_log`, ``--wandb``) serve one interface,
   :class:`EpochLogger`: ``write(record)`` once per epoch, after the epoch's metrics.jsonl line and
   before its checkpoint, and ``close()`` at the end. :func:`open_loggers` opens the ones a
   config asks for.
@@ -42,7 +42,7 @@ def open_loggers(cfg, run, last_epoch: int) -> list[EpochLogger]:
 
             loggers.append(EpochScalars(run, last_epoch))
         if cfg.wandb:
-            from augkd.training.wandb import WandbRun
+            from augkd.training.wandb_log import WandbRun
 
             loggers.append(WandbRun(run, cfg, last_epoch))
     except BaseException:

@@ -10,7 +10,7 @@ from torch import Tensor
 from augkd.augment.base import Augmentation, AugmentOutput
 from augkd.augment.geometric import per_image
 from augkd.augment.registry import register_augmentation
-from augkd.augment.spec import MAX_SIDE, check_param
+from augkd.grammar import MAX_SIDE, check_param
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,7 +110,7 @@ from torch import Tensor
 
 from augkd.augment.base import Augmentation, AugmentOutput
 from augkd.augment.geometric import like_input_format
-from augkd.augment.spec import check_param, coerce_value, spec_parameters
+from augkd.grammar import check_param, coerce_value, spec_parameters
 from augkd.numbers import is_finite
 from augkd.registry import UnknownNameError
 from augkd.trust import check_import

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from augkd.augment.base import Augmentation, AugmentOutput
 from augkd.augment.registry import register_augmentation
-from augkd.augment.spec import MAX_SIDE, check_param
+from augkd.grammar import MAX_SIDE, check_param
 
 
 def per_image(values: Tensor, batch: int) -> Tensor:

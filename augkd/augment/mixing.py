@@ -15,7 +15,7 @@ from torch import Tensor
 from augkd.augment.base import Augmentation, AugmentOutput, MixRecord
 from augkd.augment.geometric import like_input_format, per_image
 from augkd.augment.registry import register_augmentation
-from augkd.augment.spec import check_param
+from augkd.grammar import check_param
 
 
 def sample_beta(

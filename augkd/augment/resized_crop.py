@@ -26,7 +26,7 @@ from torch import Tensor
 from augkd.augment.base import Augmentation, AugmentOutput, check_images
 from augkd.augment.geometric import draw_flags, like_input_format, per_image
 from augkd.augment.registry import register_augmentation
-from augkd.augment.spec import MAX_SIDE, check_param
+from augkd.grammar import MAX_SIDE, check_param
 
 #: Tries per image before the fallback box, as torchvision.
 TRIES = 10

@@ -27,15 +27,30 @@ Specs of the shape ``source:body`` name DAs of other libraries and of user code,
 from __future__ import annotations
 
 import inspect
-import re
-import types
-import typing
-from typing import Any, Literal
+from typing import Any
 
 from augkd.augment.base import Augmentation
+from augkd.augment.external import (
+    EXTERNAL_FORMS,
+    create_external,
+    external_spec_of,
+    is_external_spec,
+)
 from augkd.augment.registry import AUGMENTATIONS
-from augkd.numbers import is_finite
-from augkd.registry import UnknownNameError
+from augkd.grammar import (  # noqa: F401  (MAX_SIDE and check_param: re-exported for DA modules)
+    MAX_SIDE,
+    MAX_SPEC_LENGTH,
+    NESTED_KEY_RE,
+    SPEC_RE,
+    check_param,
+    check_spec_length,
+    check_spec_options,
+    coerce_value,
+    format_value,
+    parse_spec,
+    spec_parameters,
+)
+from augkd.registry import UnknownNameError, did_you_mean
 
 #: Short names for a DA with some parameters fixed: alias -> (registered name, fixed params).
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -56,91 +71,6 @@ PAPER_DAS: tuple[str, ...] = (
     "cutmixpick-s",
 )
 
-_SPEC_RE = re.compile(r"^\s*(?P<name>[A-Za-z][\w+\-]*)\s*(?:\((?P<args>.*)\))?\s*$", re.DOTALL)
-_KEY_RE = re.compile(r"^[A-Za-z_]\w*$")
-_INT_RE = re.compile(r"^[+-]?\d+$")
-_NESTED_KEY_RE = re.compile(r"^[A-Za-z_]\w*\s*=")
-
-
-#: Largest pixel size a DA parameter may take (a hole side, a padding): above any image augkd
-#: reads, so a typo such as size=10**8 fails at parse time, not after hours of training.
-MAX_SIDE = 4096
-
-
-#: Longest spec string read (a kornia pipeline of a dozen transforms is a few hundred
-#: characters; a 63,000-character spec once overflowed the parser's recursion).
-MAX_SPEC_LENGTH = 2000
-
-
-def check_spec_length(spec: object, kind: str = "augmentation") -> None:
-    """Raise ``ValueError`` for a spec string longer than :data:`MAX_SPEC_LENGTH`."""
-    if isinstance(spec, str) and len(spec) > MAX_SPEC_LENGTH:
-        raise ValueError(f"{kind} spec of {len(spec)} characters ({spec[:40]!r}...); specs are "
-                         f"at most {MAX_SPEC_LENGTH} characters")
-
-
-def check_param(aug: str, param: str, value: object, ok: bool, allowed: str) -> None:
-    """Raise ``ValueError`` naming the DA, parameter, value and allowed range unless ``ok``.
-
-    Used by the DA constructors, e.g. ``check_param("cutout", "size", -1, size >= 1, ">= 1")``.
-    """
-    if not ok:
-        raise ValueError(f"{aug}: bad value {param}={value!r}; allowed: {allowed}")
-
-
-def parse_spec(spec: str, kind: str = "augmentation") -> tuple[str, dict[str, Any]]:
-    """Split a spec string into its name and raw parsed keyword values (aliases not resolved).
-
-    The same syntax names distillation methods (``fitnet(hint_layer=2)``); ``kind`` is the
-    word the error messages use.
-
-    Raises:
-        ValueError: the string is not ``name`` or ``name(key=value, ...)``.
-    """
-    if not isinstance(spec, str):
-        raise ValueError(f"{kind} spec must be a string, got {type(spec).__name__}")
-    check_spec_length(spec, kind)
-    match = _SPEC_RE.match(spec)
-    if match is None:
-        raise ValueError(
-            f"malformed {kind} spec {spec!r}; expected name or name(key=value, ...)"
-        )
-    name, args = match.group("name"), match.group("args")
-    kwargs: dict[str, Any] = {}
-    if args is not None and args.strip():
-        for item in args.split(","):
-            key, sep, raw = item.partition("=")
-            key, raw = key.strip(), raw.strip()
-            if not sep or not _KEY_RE.match(key) or not raw or "(" in raw or ")" in raw:
-                raise ValueError(
-                    f"malformed {kind} spec {spec!r}: {item.strip()!r} is not key=value"
-                )
-            if key in kwargs:
-                raise ValueError(f"malformed {kind} spec {spec!r}: {key!r} given twice")
-            kwargs[key] = _parse_value(raw)
-    return name, kwargs
-
-
-def _parse_value(raw: str) -> Any:
-    """``"8"`` -> 8, ``"0.4"`` -> 0.4, ``"true"`` -> True, ``"'a'"``/``"a"`` -> ``"a"``."""
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-        return raw[1:-1]
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    if _INT_RE.match(raw):
-        return int(raw)
-    try:
-        return float(raw)
-    except ValueError:
-        return raw
-
-
-def spec_parameters(cls: type) -> dict[str, inspect.Parameter]:
-    """The keyword-only ``__init__`` parameters of ``cls``: the parameters its spec accepts."""
-    signature = inspect.signature(cls.__init__)
-    return {
-        p.name: p for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
 
 
 def _split_nested(spec: str) -> tuple[str, str, str] | None:
@@ -148,7 +78,7 @@ def _split_nested(spec: str) -> tuple[str, str, str] | None:
     the nested DA spec (up to the first comma outside brackets and quotes) and the rest, for a
     registered DA with a ``nested_spec`` parameter whose first argument is not ``key=value``;
     None for every other spec."""
-    match = _SPEC_RE.match(spec) if isinstance(spec, str) else None
+    match = SPEC_RE.match(spec) if isinstance(spec, str) else None
     if match is None or match.group("args") is None or match.group("name") not in AUGMENTATIONS:
         return None
     name, args = match.group("name"), match.group("args")
@@ -168,7 +98,7 @@ def _split_nested(spec: str) -> tuple[str, str, str] | None:
             end = i
             break
     nested, rest = args[:end].strip(), args[end + 1:]
-    if not nested or _NESTED_KEY_RE.match(nested):
+    if not nested or NESTED_KEY_RE.match(nested):
         return None  # name() or name(key=value, ...): the parameters only
     return name, nested, rest
 
@@ -184,7 +114,7 @@ def _resolve(spec: str) -> tuple[type[Augmentation], dict[str, Any]]:
             raise ValueError(f"malformed augmentation spec {spec!r}: after its DA spec, {name} "
                              "takes key=value only") from None
         kwargs = check_spec_options(name, cls, raw)
-        head = _SPEC_RE.match(inner)
+        head = SPEC_RE.match(inner)
         if (head and head.group("name") in AUGMENTATIONS
                 and getattr(AUGMENTATIONS.get(head.group("name")), "nested_spec", None)):
             # refused here, before building it, so a deeply nested spec cannot recurse
@@ -200,63 +130,10 @@ def _resolve(spec: str) -> tuple[type[Augmentation], dict[str, Any]]:
         name, kwargs = target, {**fixed, **kwargs}
     if name not in AUGMENTATIONS:
         known = ", ".join(list_augmentations())
-        raise UnknownNameError(f"unknown augmentation {name!r}; known: {known}")
+        raise UnknownNameError(f"unknown augmentation {name!r}; known: {known}"
+                               f"{did_you_mean(name, list_augmentations())}")
     cls = AUGMENTATIONS.get(name)
     return cls, check_spec_options(name, cls, kwargs)
-
-
-def check_spec_options(name: str, cls: type, kwargs: dict[str, Any],
-                       word: str = "parameter") -> dict[str, Any]:
-    """``kwargs`` checked against the keyword-only ``__init__`` parameters of ``cls`` (names
-    and type hints; ints widen to floats), for any class named by a spec (DAs, distillers).
-
-    Raises:
-        ValueError: ``"<name>: unknown <word> 'k'; allowed: ..."`` or a value of the wrong type.
-    """
-    params = spec_parameters(cls)
-    hints = typing.get_type_hints(cls.__init__)
-    for key, value in kwargs.items():
-        if key not in params:
-            allowed = ", ".join(params) or "none"
-            raise ValueError(f"{name}: unknown {word} {key!r}; allowed: {allowed}")
-        kwargs[key] = coerce_value(name, key, value, hints.get(key, Any))
-    return kwargs
-
-
-def coerce_value(aug: str, key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type ``hint``; widen an int where a float is wanted.
-
-    ``aug`` is the name the error message starts with (a DA's or a distiller's)."""
-    if hint is Any:
-        return value
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        errors = []
-        for option in options:
-            try:
-                return coerce_value(aug, key, value, option)
-            except ValueError as err:
-                errors.append(err)
-        raise errors[0]
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        check_param(aug, key, value, value in choices, "one of " + ", ".join(map(str, choices)))
-        return value
-    if hint is bool:
-        check_param(aug, key, value, isinstance(value, bool), "true or false")
-        return value
-    if hint is int:
-        check_param(aug, key, value, type(value) is int, "an integer")
-        return value
-    if hint is float:
-        check_param(aug, key, value, type(value) in (int, float) and is_finite(value),
-                    "a finite number")
-        return float(value)
-    if hint is str:
-        check_param(aug, key, value, isinstance(value, str), "a string")
-        return value
-    return value
 
 
 def create(spec: str, *, per_batch: bool | None = None) -> Augmentation:
@@ -271,8 +148,6 @@ def create(spec: str, *, per_batch: bool | None = None) -> Augmentation:
         ValueError: malformed spec, unknown name (the message lists the known names), unknown
             parameter (lists the allowed ones), or a bad value (names parameter, value, range).
     """
-    from augkd.augment.external import create_external, is_external_spec  # imports this module
-
     check_spec_length(spec)
     if is_external_spec(spec):  # kornia:, albumentations:, module.path:Name
         return create_external(spec, per_batch=per_batch)
@@ -290,8 +165,6 @@ def create(spec: str, *, per_batch: bool | None = None) -> Augmentation:
 def list_augmentations() -> list[str]:
     """The registered DA names, the aliases, then the forms of external specs, e.g.
     ``[..., 'cutmixpick-t', ..., 'kornia:<Class>(...)', ...]``."""
-    from augkd.augment.external import EXTERNAL_FORMS
-
     aliases = [a for a in ALIASES if ALIASES[a][0] in AUGMENTATIONS]
     return AUGMENTATIONS.names() + aliases + list(EXTERNAL_FORMS)
 
@@ -308,8 +181,6 @@ def spec_of(aug: Augmentation) -> str:
     cls = type(aug)
     name = getattr(cls, "name", None)
     if name not in AUGMENTATIONS or AUGMENTATIONS.get(name) is not cls:
-        from augkd.augment.external import external_spec_of
-
         return external_spec_of(aug)
     values: dict[str, Any] = {}
     changed: dict[str, Any] = {}
@@ -323,7 +194,7 @@ def spec_of(aug: Augmentation) -> str:
     if nested is not None:  # pick(SPEC, ...): the nested DA's spec carries its own mode
         changed.pop("per_batch", None)
         args = [spec_of(getattr(aug, nested))]
-        args += [f"{k}={_format_value(v)}" for k, v in changed.items()]
+        args += [f"{k}={format_value(v)}" for k, v in changed.items()]
         return f"{name}({', '.join(args)})"
     for alias, (target, fixed) in ALIASES.items():
         if target == name and all(values.get(k, object()) == v for k, v in fixed.items()):
@@ -332,10 +203,6 @@ def spec_of(aug: Augmentation) -> str:
             break
     if not changed:
         return name
-    return f"{name}({', '.join(f'{k}={_format_value(v)}' for k, v in changed.items())})"
+    return f"{name}({', '.join(f'{k}={format_value(v)}' for k, v in changed.items())})"
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from augkd.grammar import check_spec_options, parse_spec
 from augkd.registry import Registry
 
 LOSS_NAMES: tuple[str, str] = ("task", "distill")
@@ -171,16 +172,13 @@ def register_balancer(name: str) -> Callable[[type[Balancer]], type[Balancer]]:
 
 def resolve_balancer(spec: str) -> tuple[type[Balancer], dict[str, Any]]:
     """The class and the type-checked options named by a spec, e.g. ``'gradnorm(alpha=1.0)'``
-    (the grammar of the DA and distillation-method specs, :func:`augkd.augment.spec.parse_spec`).
+    (the grammar of the DA and distillation-method specs, :func:`augkd.grammar.parse_spec`).
 
     Raises:
         UnknownNameError: the name is not registered (the message lists the known names).
         ValueError: a malformed spec, an unknown option (the message lists the allowed ones) or
             a value of the wrong type. Ranges are checked when the balancer is built.
     """
-    # lazy: the spec module imports every DA, which a balancer never needs otherwise
-    from augkd.augment.spec import check_spec_options, parse_spec
-
     name, kwargs = parse_spec(spec, kind="balancer")
     cls = BALANCERS.get(name)
     return cls, check_spec_options(f"balancer {name}", cls, kwargs, word="option")

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from augkd.augment.base import Augmentation
-from augkd.augment.spec import check_param, check_spec_options, parse_spec, spec_parameters
+from augkd.grammar import check_param, check_spec_options, parse_spec, spec_parameters
 from augkd.models.base import ModelOutput
 from augkd.registry import Registry, UnknownNameError
 

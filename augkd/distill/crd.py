@@ -6,8 +6,8 @@ teacher embedding. For each sample, the positive is its own entry and ``nce_k`` 
 negatives are drawn uniformly from the samples of *other* classes (the framework's "exact"
 mode), without replacement when ``nce_k`` is at most the number of such samples and with
 replacement otherwise, as RepDistiller's ``CIFAR100InstanceSample`` draws them
-(``np.random.choice(..., replace=k > len(pool))``); scores ``exp(<v, m> / nce_t) / Z`` with Z fixed from the first batch, and the NCE loss
-of each side against the other side's bank, summed.
+(``np.random.choice(..., replace=k > len(pool))``); scores ``exp(<v, m> / nce_t) / Z`` with Z
+fixed from the first batch, and the NCE loss of each side against the other side's bank, summed.
 
 The banks are indexed by the training-split index of each sample (``Step.index``), so they stay
 correct under shuffling and train subsets; both views of a step are scored, and the banks are

@@ -34,9 +34,9 @@ from augkd.distill.base import (
 )
 from augkd.models.base import ModelOutput
 
-
 FACTOR_FORMS = ("channel_mean", "flat")
-"""How a factor map becomes a vector: RepDistiller's channel mean of squares, or the paper's flat."""
+"""How a factor map becomes a vector: RepDistiller's channel mean of squares, or the paper's
+flat map."""
 
 # helper/pretrain.py: the students whose paraphraser pre-trains at lr 0.01 (else the run's lr)
 _PRETRAIN_LR_001 = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56",

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from augkd.augment.base import Augmentation, AugmentOutput, check_images
+from augkd.augment.geometric import CropParams, crop_and_flip, draw_flags
 from augkd.distill.base import (
     Distiller,
     DistillSetup,
@@ -41,8 +43,6 @@ from augkd.distill.base import (
     float32,
     register_distiller,
 )
-from augkd.augment.base import Augmentation, AugmentOutput, check_images
-from augkd.augment.geometric import CropParams, crop_and_flip, draw_flags
 from augkd.distill.cc import LinearEmbedding
 from augkd.models.base import ModelOutput
 

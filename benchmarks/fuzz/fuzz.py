@@ -286,10 +286,45 @@ def _da_signature(name: str) -> set[str] | None:
     return set(spec_parameters(AUGMENTATIONS.get(name)))
 
 
+def _split_pick(spec: str) -> tuple[str, str] | None:
+    """``("autoaugment", "by=teacher")`` for ``pick(autoaugment, by=teacher)``: the nested DA
+    spec (up to the first comma outside brackets and quotes) and the rest; None when ``spec``
+    is not ``pick(`` with a first argument that is not key=value."""
+    m = re.fullmatch(r"\s*pick\s*\((.*)\)\s*", spec, re.DOTALL)
+    if m is None:
+        return None
+    args, depth, quote, end = m.group(1), 0, "", len(m.group(1))
+    for i, char in enumerate(args):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            end = i
+            break
+    nested = args[:end].strip()
+    if not nested or re.match(r"[A-Za-z_]\w*\s*=", nested):
+        return None
+    return nested, args[end + 1:]
+
+
 def da_spec_problems(spec: Any) -> list[str]:
     """Why ``spec`` is not a valid DA spec (empty list: valid)."""
     if not isinstance(spec, str):
         return [f"spec is a {type(spec).__name__}, not a string"]
+    if re.match(r"\s*(kornia|albumentations):", spec):
+        return []  # external DAs: their libraries judge the values, not this oracle
+    picked = _split_pick(spec)
+    if picked is not None:  # pick(SPEC, key=value, ...): the nested DA judged on its own
+        nested, rest = picked
+        if _split_pick(nested) is not None:
+            return ["pick of a pick"]
+        return [f"in pick: {p}" for p in da_spec_problems(nested)] + da_spec_problems(
+            f"pick({rest})")
     m = re.fullmatch(r"\s*([A-Za-z][\w+\-]*)\s*(?:\((.*)\))?\s*", spec, re.DOTALL)
     if m is None:
         return ["not name or name(key=value, ...)"]

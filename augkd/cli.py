@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from augkd.extras import MissingExtraError
 
@@ -22,13 +23,27 @@ USER_ERRORS = (ValueError, OSError, KeyError, MissingExtraError)
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
-def run_cli(body: Callable[[], int | None], *, rerun: str = "") -> int:
+def name_flags(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with the config keys it starts with or says are needed written as the flags
+    a user types: ``agb_lambda must be in [0, 1]`` -> ``--agb-lambda must be in [0, 1]``,
+    ``dataset 'imagefolder' needs root`` -> ``... needs --root``. ``flags`` maps keys to flags."""
+    for key, flag in flags.items():
+        if re.match(rf"{re.escape(key)}\b(?![-.])", message):
+            message = flag + message[len(key):]
+        message = re.sub(rf"\bneeds {re.escape(key)}\b(?![-.])", f"needs {flag}", message)
+    return message
+
+
+def run_cli(body: Callable[[], int | None], *, rerun: str = "",
+            flags: Mapping[str, str] | None = None) -> int:
     """Run a command's body; a user error prints ``error: <message>`` on stderr and returns 2,
     a non-finite training loss returns 3, failed worker processes return 1 (one line each).
 
     Ctrl-C (SIGINT) stops it with one line on stderr instead of a traceback and returns 130:
     a training run's own line says where it stopped and how to resume it
     (:class:`augkd.training.api.RunInterrupted`); otherwise ``rerun`` says how to continue.
+    ``flags`` (config key -> flag) makes a user error name the flag rather than the key
+    (:func:`name_flags`).
     """
     from augkd.training.api import RunInterrupted
     from augkd.training.trainer import NonFiniteLossError
@@ -42,7 +57,7 @@ def run_cli(body: Callable[[], int | None], *, rerun: str = "") -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {name_flags(str(err), flags or {})}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         # a terminal shows ^C where the cursor was: start the message on a line of its own
@@ -121,8 +136,9 @@ def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rer
     With ``cpu_threads`` each worker gets ``cores // n`` threads (small CIFAR models are
     overhead-bound: two single-thread processes do about twice the work of one with two
     threads). The workers die with the parent: a Ctrl-C (which they ignore themselves) or
-    SIGTERM of the parent stops them with SIGTERM (and waits for them), and on Linux a ``kill -9`` of the parent sends them SIGTERM
-    (``PR_SET_PDEATHSIG``), so none runs on under PID 1.
+    SIGTERM of the parent stops them with SIGTERM (and waits for them), and on Linux a
+    ``kill -9`` of the parent sends them SIGTERM (``PR_SET_PDEATHSIG``), so none runs on under
+    PID 1.
 
     Raises:
         WorkersFailedError: a worker failed; the message names it, its exit code, and

@@ -726,7 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m augkd.rank",
         description="Rank data augmentations for KD by the teacher-only T. stddev.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="--validate's students use the manual balancer by default (the paper's "
+        "0.1 CE + 0.9 KD, as the DA-in-KD study trained them), while augkd.train defaults to "
+        "AGB; --balancer agb gives them AGB's lambda search.",
     )
     p.add_argument("--dataset", default=None,
                    help="digits | cifar10 | cifar100 | imagefolder (default: a teacher run's, "
@@ -734,11 +736,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None,
                    help="dataset folder or archive (default: a teacher run's)")
     p.add_argument("--teacher", default=d.teacher,
-                   help="teacher run folder or checkpoint, or a model name to train one first")
+                   help="teacher run folder or checkpoint, or a model name to train one first "
+                   "(default %(default)s)")
     p.add_argument("--teacher-model", default=None,
                    help="architecture of a foreign (RepDistiller, mdistiller, torchdistill) "
-                        "checkpoint; default: inferred from its weights")
-    p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs)
+                        "checkpoint (default: inferred from its weights)")
+    p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs,
+                   help="epochs of a teacher trained here when --teacher is a model name "
+                   "(default %(default)s)")
     p.add_argument("--augs", nargs="+", default=list(d.augs), metavar="SPEC",
                    help="DA specs; 'default' stands for the nine of the benchmark, e.g. "
                    "--augs default 'kornia:RandomGaussianNoise(std=0.05, p=1.0)' (default: "
@@ -746,17 +751,23 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--per-batch", action="store_true", help="the paper's once-per-batch mode")
     mode.add_argument("--both-modes", action="store_true", help="per-image and per-batch")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="T. stddev epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--group-size", type=int, default=d.group_size)
-    p.add_argument("--seeds", type=int, default=d.seeds, help="repeat with seeds 0..N-1")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help="passes over the training set of the T. stddev measurement (default "
+                   "%(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="KD batch size of the measured stream (default %(default)s)")
+    p.add_argument("--group-size", type=int, default=d.group_size,
+                   help="stream tensors per group of T. stddev (default %(default)s)")
+    p.add_argument("--seeds", type=int, default=d.seeds,
+                   help="repeat with seeds 0..N-1 (default %(default)s)")
     p.add_argument("--student", default=d.student,
                    help="the pair's student: --validate trains it; a short KD run of it scores "
-                   "cutmixpick-s unless --student-run is given")
+                   "cutmixpick-s unless --student-run is given (default %(default)s)")
     p.add_argument("--student-run", default=None, metavar="RUN",
                    help="a finished KD student run of this teacher: cutmixpick-s's scorer")
     p.add_argument("--scorer-epochs", type=int, default=d.scorer_epochs,
-                   help="epochs of the cached crop+flip KD student that scores cutmixpick-s")
+                   help="epochs of the cached crop+flip KD student that scores cutmixpick-s "
+                   "(default %(default)s)")
     p.add_argument("--resize", type=int, default=None, metavar="PX",
                    help="dataset option: resize the images to PX x PX once at load")
     p.add_argument("--train-subset", type=int, default=None, metavar="N",
@@ -766,12 +777,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agb-lambda", type=float, default=None,
                    help="--validate with --balancer agb: fix lambda, skip AGB's search")
     p.add_argument("--validate", action="store_true", help="also distill one student per DA")
-    p.add_argument("--student-epochs", type=int, default=d.student_epochs)
-    p.add_argument("--balancer", default=d.balancer, help="balancer of --validate's students")
+    p.add_argument("--student-epochs", type=int, default=d.student_epochs,
+                   help="epochs of --validate's students (default %(default)s)")
+    p.add_argument("--balancer", default=d.balancer,
+                   help="balancer of --validate's students (default %(default)s: the paper's "
+                   "0.1 CE + 0.9 KD; augkd.train's default is agb)")
     p.add_argument("--distill", default=d.distill,
                    help="distillation method of --validate's students (default kd; e.g. crd, "
                    "'fitnet(hint_layer=2)')")
-    p.add_argument("--device", default=d.device)
+    p.add_argument("--device", default=d.device,
+                   help="auto | cpu | cuda | cuda:N (default %(default)s)")
     p.add_argument("--out", default=None, help="results folder (default runs/rank-...)")
     p.add_argument("--report-dir", default=None,
                    help="a folder for --validate's report, which goes into DIR/<name of OUT> "
@@ -782,7 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download cifar10/cifar100 into --root if missing")
     p.add_argument("--bf16", action="store_true",
                    help="run T. stddev's teacher forwards in bf16 autocast on CUDA (faster)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are drawn only on a terminal anyway)")
     return p
 
 
@@ -814,7 +830,8 @@ def main(argv: list[str] | None = None) -> int:
         rank(cfg)
 
     return run_cli(body, rerun="rerun the same command to continue (the teachers, scorers "
-                   "and students it finished are reused)")
+                   "and students it finished are reused)",
+                   flags={"root": "--root", "agb_lambda": "--agb-lambda"})
 
 if __name__ == "__main__":
     sys.exit(main())

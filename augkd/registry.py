@@ -10,7 +10,8 @@ Every pluggable family of augkd (datasets, models, augmentations, balancers) is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -58,6 +59,7 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}"
+                f"{did_you_mean(name, self._entries)}"
             ) from None
 
     def names(self) -> list[str]:
@@ -75,3 +77,12 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def did_you_mean(name: object, known: Iterable[str]) -> str:
+    """``"; did you mean cutmix?"`` for the known names closest to ``name`` (case aside), or
+    "" when none is close."""
+    known = list(known)
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(by_lower[c] for c in close)}?" if close else ""

@@ -193,9 +193,14 @@ def _check_extras(cfg: TrainConfig) -> None:
         wandb_module()
 
 
+#: Config keys -> the flags that set them, for errors that name the flag a user typed.
+FLAGS = {name: "--" + name.replace("_", "-")
+         for name in (*_FIELDS, "resize", "train_subset", "subset_seed")}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
+    return run_cli(lambda: _run(args), flags=FLAGS)
 
 
 def _run(args: argparse.Namespace) -> None:

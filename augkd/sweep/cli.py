@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tensorboard", action="store_true",
                         help="TensorBoard scalars for every run, in RUN_DIR/tensorboard/ (sets "
                         "teacher.tensorboard and student.tensorboard)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they are drawn only on a terminal anyway)")
     add_trust_flag(parser)
     add_launcher_arguments(parser)
     return parser

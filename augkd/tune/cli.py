@@ -21,7 +21,7 @@ import dataclasses
 import sys
 
 from augkd.cli import add_trust_flag, apply_trust_flag, run_cli, worker_log
-from augkd.train import add_config_flags, config_from_args
+from augkd.train import FLAGS, add_config_flags, config_from_args
 from augkd.training.config import read_yaml_mapping
 from augkd.tune.search import PRUNERS, SAMPLERS, TuneConfig, run_worker, tune
 
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     return run_cli(lambda: _run(args, argv), rerun="the finished trials are kept in the study: "
-                   "rerun the same command to continue (a trial cut short is retried)")
+                   "rerun the same command to continue (a trial cut short is retried)",
+                   flags=FLAGS)
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> None:

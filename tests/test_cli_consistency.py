@@ -63,3 +63,17 @@ def test_errors_name_the_flag_not_the_config_key(argv, said, capsys):
 def test_a_dataset_without_its_root_names_the_flag(tmp_path, capsys):
     assert train_main(["teacher", "--dataset", "imagefolder", "--out", str(tmp_path / "t")]) == 2
     assert "needs --root" in capsys.readouterr().err
+
+
+def test_a_shipped_spec_without_its_data_says_which_set_to_give(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from augkd.sweep.cli import main as sweep_main
+
+    spec = Path(__file__).resolve().parents[1] / "experiments" / "cifar10_cpu.yaml"
+    monkeypatch.chdir(tmp_path)  # ../shared/data/... does not exist from here
+    assert sweep_main([str(spec), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset.root ../shared/data/cifar10-jpeg.tar.xz" in err and "does not exist" in err
+    assert "--set dataset.root=PATH" in err and "dataset.options.download=true" in err
+    assert not (tmp_path / "runs").exists()

@@ -11,6 +11,7 @@ sweep TensorBoard scalars (``teacher.tensorboard`` and ``student.tensorboard`` o
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from augkd.cli import (
     WorkersFailedError,
@@ -106,6 +107,27 @@ def _check_extras(sweep) -> None:
         summary_writer_class()
 
 
+def check_dataset_root(sweep, spec_path: str) -> None:
+    """Stop, before any job and also under ``--dry-run``, when the spec's ``dataset.root`` does
+    not exist here: the shipped specs point at this repository's development data
+    (``../shared/...``), so a user learns which ``--set`` to give instead of seeing a loader's
+    error inside the first job. A root that ``dataset.options.download`` will fill is left
+    alone.
+
+    Raises:
+        SpecError: naming the root, the spec, the current folder and the overrides to give.
+    """
+    d = sweep.spec["dataset"]
+    root = d.get("root")
+    if root is None or Path(root).exists() or (d.get("options") or {}).get("download"):
+        return
+    raise SpecError(
+        f"dataset.root {root} of {spec_path} does not exist (relative paths are read from "
+        f"{Path.cwd()}); give your copy with --set dataset.root=PATH, or fetch the official "
+        "CIFAR-10 release with --set dataset.name=cifar10 dataset.root=data "
+        "dataset.options.download=true (docs/data.md)")
+
+
 def _run(args: argparse.Namespace) -> None:
     if isinstance(args.workers, bool) or args.workers < 1:
         raise SpecError(f"--workers must be an integer >= 1, got {args.workers}")
@@ -113,6 +135,7 @@ def _run(args: argparse.Namespace) -> None:
     plan = launch_plan(args)  # None without --launcher; bad flags fail before the spec loads
     work = shard_work(args)
     sweep = work.sweep()
+    check_dataset_root(sweep, args.spec)
     log = print if args.worker_id is None else worker_log(args.worker_id)
     runner = SweepRunner(sweep, progress=not args.no_progress, log=log)
     jobs = work.jobs(sweep)

@@ -281,9 +281,9 @@ def _build_torchvision(spec: ModelSpec, num_classes: int, classes_if_bare: int,
         try:
             chosen = enum[member]
         except KeyError:
+            known = ", ".join(dict.fromkeys(["DEFAULT", *enum.__members__]))
             raise ValueError(f"{spec.text}: torchvision has no weights {member!r} for "
-                             f"{spec.name}; known: {', '.join(['DEFAULT', *enum.__members__])}"
-                             ) from None
+                             f"{spec.name}; known: {known}") from None
         if load_weights:
             model = tv_models.get_model(spec.name, weights=chosen, **kwargs)
         else:
@@ -619,6 +619,9 @@ def build_external(spec: ModelSpec | str, num_classes: int, in_channels: int = 3
     """
     spec = parse_model_spec(spec) if isinstance(spec, str) else spec
     check_model_name(spec)
+    if spec.head is not None and spec.weights is None:
+        raise ValueError(f"{spec.text}: head={spec.head} applies to pretrained weights; without "
+                         "weights the classifier already has the dataset's classes")
     classes_if_bare = 1000 if spec.head == "subset" else num_classes
     build = _build_torchvision if spec.source == "tv" else _build_timm
     try:

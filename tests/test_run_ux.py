@@ -292,3 +292,18 @@ def test_wandb_missing_is_one_line(monkeypatch, tmp_path, capsys):
                        "--out", str(tmp_path / "t")])
     err = capsys.readouterr().err
     assert code == 2 and 'pip install "augkd[wandb]"' in err and not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_tune_and_its_workers(small_teacher, tmp_path):
+    out = tmp_path / "tune"
+    code, text = run_in_terminal(
+        ["augkd.tune", "--teacher", str(small_teacher), "--model", "resnet8", "--device", "cpu",
+         "--epochs", "200", "--trials", "4", "--workers", "2", "--no-progress",
+         "--out", str(out)], interrupt_after="[trial ")
+    assert code == 130, text
+    assert "Traceback" not in text, text
+    assert text.strip().splitlines()[-1] == (
+        "interrupted; the finished trials are kept in the study: rerun the same command to "
+        "continue (a trial cut short is retried)")
+    assert _processes_mentioning(str(out)) == []

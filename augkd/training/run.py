@@ -9,7 +9,10 @@
       model.pt         final weights + manifest (what a student run loads as its teacher)
       summary.json     last-epoch figures, written when the run ends (no test-selected epoch)
       agb_search.csv   AGB's lambda search table (AGB student runs unless --agb-lambda)
+      train.log        what the run printed: one line per epoch and its other lines (appended
+                       across resumes)
       tensorboard/     per-epoch scalars for TensorBoard (runs with --tensorboard only)
+      wandb/, wandb_id Weights & Biases' local files and the W&B run id (--wandb only)
       .lock            held (flock) while a process writes the run
 """
 

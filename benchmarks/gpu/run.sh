@@ -18,6 +18,8 @@
 #            students, 8 sweep workers sharing the GPU; resumable like study
 #   temp     seed 002's temperature study at 32 px (experiments/temperature/gpu.yaml: the
 #            wrn_40_2 teacher, w2a1 and full-precision wrn_16_2 students), resumable
+#   imagenet augkd's on-device input path vs a torchvision DataLoader on ImageNet-100-sized
+#            data at 160 px, ResNet34 -> ResNet18 KD with cutmix (benchmarks/bench_imagenet.py)
 #   agb      AGB's step against the manual balancer's (benchmarks/bench_agb.py): the four CIFAR
 #            pairs at batch 64 and 256, bf16, interleaved rounds (a few minutes, no data needed)
 #   quick    everything of the fidelity issue in one call of at most 9 minutes: the wrn_40_2
@@ -58,7 +60,7 @@ train() {
     python -m augkd.train "$@"
 }
 
-case "${1:?step: bench | teacher | rank | kd | study | long | distill | temp | agb | quick}" in
+case "${1:?step: bench | teacher | rank | kd | study | long | distill | temp | imagenet | agb | quick}" in
 bench)
     python -m pytest -q tests -k "cuda or device" 2>&1 | tee "$OUT/cuda_tests.txt"
     python benchmarks/bench_augment.py --device cuda --workers 8 --out "$OUT/augment_h100"
@@ -121,6 +123,13 @@ temp)
     python experiments/temperature_study.py experiments/temperature/gpu.yaml --workers 8 \
         2>&1 | tee "$OUT/temperature.log"
     python experiments/temperature_report.py .data/runs/temperature "$OUT/temperature"
+    ;;
+imagenet)
+    # augkd's device-resident input path against a torchvision DataLoader (JPEG files, 16
+    # workers) on ResNet34 -> ResNet18 KD with cutmix, 126k synthetic images at 160 px
+    # (ImageNet-100-sized); goal >= 3x the DataLoader's images/s. A few minutes, no data needed.
+    python benchmarks/bench_imagenet.py --device cuda --out "$OUT/imagenet" \
+        --data /tmp/bench_imagenet 2>&1 | tee "$OUT/imagenet.log"
     ;;
 agb)
     python benchmarks/bench_agb.py --device cuda --steps 20 --rounds 5 --out "$OUT/agb_gpu" \

@@ -152,6 +152,8 @@ class Dataset:
         """A one-line description for command-line tools and logs."""
         c, (h, w) = self.in_channels, self.image_size
         extra = "".join(f", {k}={v}" for k, v in self.options.items())
+        if self.base_aug != "crop+flip" or self.eval_crop != 1.0:
+            extra += f"; base DA {self.base_aug}, eval crop {self.eval_crop:g}"
         return (
             f"{self.name}: {len(self.train_labels):,} train / {len(self.test_labels):,} test, "
             f"{self.num_classes} classes, {c}x{h}x{w} uint8, from {self.source} "

@@ -237,6 +237,26 @@ def test_specs_are_model_names_wherever_the_registry_is_asked():
         "timm", "convnext_tiny", "fb_in22k", "new", {"drop_rate": 0.1})
 
 
+def test_a_sweep_takes_library_pairs_and_names_their_folders_safely(tmp_path):
+    import yaml
+
+    from augkd.sweep.spec import SpecError, load_spec
+    from tests.helpers import write_changed_spec
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((repo / "experiments" / "paper_cifar10.yaml").read_text())
+    pairs = [{"teacher": f"tv:resnet18(weights={tmp_path}/w.pth, head=new)",
+              "student": "timm:resnet18" if timm is not None else "tv:mobilenet_v2"}]
+    sweep = load_spec(write_changed_spec(spec, tmp_path, pairs=pairs))
+    keys = {j.key for j in sweep.jobs()}
+    teacher_key = next(k for k in keys if k.startswith("teachers/"))
+    assert teacher_key.count("/") == 1 and "(" not in teacher_key and ":" not in teacher_key
+    assert all(k.split("/")[1] == sweep.pairs[0].name for k in keys if k.startswith("students/"))
+    with pytest.raises(SpecError, match="tv:resnet19"):
+        load_spec(write_changed_spec(spec, tmp_path, pairs=[{"teacher": "tv:resnet19",
+                                                             "student": "resnet8"}]))
+
+
 def test_a_training_config_accepts_a_library_model():
     from augkd.training import TrainConfig
 
@@ -251,6 +271,9 @@ def test_a_training_config_accepts_a_library_model():
     ("foo:resnet18", r"unknown model source 'foo'.*known: tv \(torchvision\), timm"),
     ("tv:resnet18(weights=IMAGENET9K)", r"no weights 'IMAGENET9K' for resnet18; known: DEFAULT, "
                                         r"IMAGENET1K_V1$"),
+    # checked before any download: nothing here reaches the network
+    ("tv:resnet18(weights=IMAGENET1K_V1)", r"the weights have 1000 classes, the dataset 10; "
+                                           r"add head=new"),
     ("tv:resnet18(head=old)", r"bad value head='old'; allowed: new, subset"),
     ("tv:resnet18(head=new)", r"head=new applies to pretrained weights"),
     ("tv:resnet18(num_classes=5)", r"num_classes cannot be set in a model spec"),

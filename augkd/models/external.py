@@ -284,8 +284,12 @@ def _build_torchvision(spec: ModelSpec, num_classes: int, classes_if_bare: int,
             known = ", ".join(dict.fromkeys(["DEFAULT", *enum.__members__]))
             raise ValueError(f"{spec.text}: torchvision has no weights {member!r} for "
                              f"{spec.name}; known: {known}") from None
+        _check_head(spec, len(chosen.meta["categories"]), num_classes)  # before any download
         if load_weights:
-            model = tv_models.get_model(spec.name, weights=chosen, **kwargs)
+            try:
+                model = tv_models.get_model(spec.name, weights=chosen, **kwargs)
+            except OSError as err:  # urllib's URLError is an OSError
+                raise _download_error(spec, err) from None
         else:
             model = tv_models.get_model(spec.name, num_classes=len(chosen.meta["categories"]),
                                         **kwargs)
@@ -325,7 +329,10 @@ def _build_timm(spec: ModelSpec, num_classes: int, classes_if_bare: int,
                 spec.name.split(".", 1)[0] + ".*")]
             raise ValueError(f"{spec.text}: timm has no pretrained weights {name!r}; its tags "
                              f"for {spec.name.split('.', 1)[0]}: {', '.join(tags) or 'none'}")
-        model = timm.create_model(name, pretrained=load_weights, **kwargs)
+        try:
+            model = timm.create_model(name, pretrained=load_weights, **kwargs)
+        except OSError as err:  # no network, no cache (huggingface_hub's errors are OSErrors)
+            raise _download_error(spec, err) from None
         return _Built(model, model.num_classes, 3, load_weights)
     if path is not None and load_weights:
         state = read_state_dict(path, spec.text)
@@ -345,6 +352,21 @@ def _build_timm(spec: ModelSpec, num_classes: int, classes_if_bare: int,
     classes = num_classes if path is None else classes_if_bare
     model = timm.create_model(spec.name, num_classes=classes, **kwargs)
     return _Built(model, classes, 3, False)
+
+
+def _check_head(spec: ModelSpec, weights_classes: int, num_classes: int) -> None:
+    if spec.head is None and weights_classes != num_classes:
+        raise ValueError(
+            f"{spec.text}: the weights have {weights_classes} classes, the dataset "
+            f"{num_classes}; add head=new (a fresh classifier, to fine-tune) or, for "
+            "ImageNet-1K weights on a subset of its classes, head=subset (logits picked by wnid)")
+
+
+def _download_error(spec: ModelSpec, err: Exception) -> OSError:
+    return OSError(f"{spec.text}: {spec.library} could not fetch weights {spec.weights!r} "
+                   f"({' '.join(str(err).split())[:200]}); fetch them where there is a network "
+                   "(they are cached: torch's hub cache, Hugging Face's cache) or save the "
+                   "state_dict and pass weights=PATH")
 
 
 def _adapt(spec: ModelSpec, built: _Built, num_classes: int, in_channels: int,
@@ -372,12 +394,7 @@ def _adapt(spec: ModelSpec, built: _Built, num_classes: int, in_channels: int,
             raise ValueError(f"{spec.text}: {len(classes)} class names for {num_classes} classes")
         return model, IMAGENET1K_WNIDS
     if spec.head == "new" or built.weights_classes != num_classes:
-        if spec.head is None:
-            raise ValueError(
-                f"{spec.text}: the weights have {built.weights_classes} classes, the dataset "
-                f"{num_classes}; add head=new (a fresh classifier, to fine-tune) or, for "
-                "ImageNet-1K weights on a subset of its classes, head=subset (logits picked by "
-                "wnid)")
+        _check_head(spec, built.weights_classes, num_classes)
         if spec.source == "timm":
             model.reset_classifier(num_classes)
         else:

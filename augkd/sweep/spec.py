@@ -45,7 +45,8 @@ class Pair:
 
     @property
     def name(self) -> str:
-        return f"{self.teacher}-{self.student}"
+        # a folder name: library specs hold ':', '(' and paths (tv:resnet18(weights=/w.pth))
+        return safe_name(f"{self.teacher}-{self.student}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Job:
     @property
     def key(self) -> str:
         if self.kind == "teacher":
-            return f"teachers/{self.model}"
+            return f"teachers/{safe_name(self.model)}"
         if self.kind == "tstddev":
             return f"tstddev/{self.pair.name}/{safe_name(self.aug)}-{self.mode}-s{self.seed}.json"
         # KD students keep the folder names of sweeps from before the method axis

@@ -244,14 +244,8 @@ def _text_of(rendered_html: str) -> str:
 
 # ------------------------------------------------------------------ tune: one study, one search
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    from augkd.data import load_dataset
-    from augkd.training import train
-
-    out = tmp_path_factory.mktemp("trust-teacher") / "run"
-    train(TrainConfig(role="teacher", model="resnet8", epochs=1, **FAST), out,
-          data=load_dataset("digits"), log=lambda s: None)
-    return out
+def teacher(digits_teacher):
+    return digits_teacher  # resnet8, 3 epochs on digits (conftest); read-only
 
 
 def _tune_args(teacher, out, *extra) -> list[str]:

@@ -166,9 +166,8 @@ def test_nan_in_the_first_epoch_names_no_checkpoint(tmp_path, digits, monkeypatc
 
 # ------------------------------------------------------------------ clear errors, not tracebacks
 @pytest.fixture(scope="module")
-def finished_teacher(tmp_path_factory, digits):
-    out = tmp_path_factory.mktemp("hostile") / "teacher"
-    return train(teacher_cfg(epochs=2), out, data=digits, log=lambda s: None).run_dir
+def finished_teacher(digits_teacher):
+    return digits_teacher  # resnet8, 3 epochs on digits (conftest); the tests change copies
 
 
 def _save_variant(src: Path, dst: Path, change) -> Path:

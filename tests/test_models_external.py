@@ -74,6 +74,27 @@ def test_other_tv_families_give_four_rectified_stages(spec, channels):
     _check_contract(model, fixed(2, 1, 32, 32), channels, sides)
 
 
+@needs_timm
+def test_a_timm_vit_gives_its_last_four_blocks_on_the_patch_grid():
+    model = create_model("timm:vit_tiny_patch16_224(img_size=32, depth=4)", 10, 3)
+    out = _check_contract(model, fixed(2, 3, 32, 32), (192, 192, 192, 192), (2, 2, 2, 2))
+    assert out.pooled.shape == (2, 192)  # the class token after the final norm
+
+
+@needs_timm
+def test_timm_imagenet_weights_from_a_file_with_one_channel_and_a_class_subset(tmp_path):
+    reference = timm.create_model("resnet18").eval()  # 1000 classes, as ImageNet weights
+    path = tmp_path / "timm_in1k.pth"
+    torch.save(reference.state_dict(), path)
+    grey = create_model(f"timm:resnet18(weights={path}, head=new)", 10, 1).eval()
+    assert grey.net.fc.weight.shape == (10, 512)
+    torch.testing.assert_close(grey.net.conv1.weight, reference.conv1.weight.sum(1, keepdim=True))
+    classes = [IMAGENET1K_WNIDS[0], IMAGENET1K_WNIDS[999]]
+    subset = create_model(f"timm:resnet18(weights={path}, head=subset)", 2, classes=classes)
+    x = fixed(2, 3, 32, 32)
+    torch.testing.assert_close(subset.eval()(x), reference(x)[:, [0, 999]])
+
+
 def test_swins_channels_last_stages_are_handed_out_as_nchw():
     model = create_model("tv:swin_t", 10, 3)
     out = _check_contract(model, fixed(1, 3, 32, 32), (96, 192, 384, 768), (8, 4, 2, 1))

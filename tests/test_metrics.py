@@ -97,12 +97,13 @@ class FakePipeline:
 
     def __call__(self, images, generator=None, scorer=None) -> FakeViews:
         self.scorers.append(scorer)
-        flip = torch.rand(images.shape[0], generator=generator) < 0.5
+        flip = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
         base = torch.where(flip[:, None, None, None], images.flip(-1), images)
         original = self.normalize(base)
         augmented = None
         if self.extra_da:
-            augmented = original + 0.7 * torch.randn(original.shape, generator=generator)
+            augmented = original + 0.7 * torch.randn(original.shape, generator=generator,
+                                                     device=original.device)
         return FakeViews(original, augmented)
 
 
@@ -255,6 +256,20 @@ def test_measure_equals_the_batch_by_batch_loop(images, chunk_size, extra) -> No
     # frozen teacher: eval mode inside, inference mode, no graph
     assert all(c["inference"] and not c["grad"] and not c["requires_grad"] for c in forwards)
     assert not any(c["training"] for c in forwards)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_measure_from_host_memory_equals_the_device_path(images) -> None:
+    """A training set too large for the device stays in host memory: each batch is gathered
+    there and copied, and the teacher sees the same rows in the same order."""
+    teacher = TinyNet().cuda()
+
+    def run(data: torch.Tensor) -> torch.Tensor:
+        return measure_t_stddev(teacher, data, FakePipeline(True), epochs=2, batch_size=16,
+                                group_size=4, generator=torch.Generator("cuda").manual_seed(3),
+                                progress=False, device="cuda").group_means
+
+    torch.testing.assert_close(run(images), run(images.cuda()), rtol=0, atol=0)
 
 
 def test_measure_keeps_the_last_partial_batch(images) -> None:

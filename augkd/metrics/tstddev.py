@@ -280,6 +280,7 @@ def measure_t_stddev(
     chunk_size: int = 8192,
     student: nn.Module | None = None,
     progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> TStddevResult:
     """Measure T. stddev of a DA pipeline with a frozen teacher (docs/protocol.md §3).
 
@@ -304,7 +305,9 @@ def measure_t_stddev(
     Args:
         teacher: the frozen teacher; ``teacher(x)`` returns logits ``[n, C]``.
         images_uint8: the training set, uint8 ``[N, C, H, W]``, on the device the teacher
-            runs on.
+            runs on, or in host memory when it does not fit there (``device`` then names the
+            teacher's device; each batch is gathered on the host and copied, the same rows in
+            the same order).
         pipeline: the DA pipeline (``augkd.augment.pipeline``): ``pipeline(images, generator=,
             scorer=) -> Views`` with ``Views.original`` float32 ``[b, C, H, W]`` and
             ``Views.augmented`` float32 ``[b, C, H, W]`` or None; ``pipeline.needs_scorer`` and
@@ -319,6 +322,7 @@ def measure_t_stddev(
         student: the frozen, trained KD student (see :func:`mark_trained`), needed only by the
             "student" and "kl" scores of a pick DA; an untrained one is refused.
         progress: show a tqdm progress bar (on stderr).
+        device: where the teacher runs and the augmentations draw (default: the images').
 
     Returns:
         :class:`TStddevResult`; ``group_means`` is float64 ``[G, C]`` on the CPU.
@@ -344,7 +348,7 @@ def measure_t_stddev(
     # lazy: augkd.training imports augkd.metrics
     from augkd.training.batches import shuffled_batches
 
-    device = images_uint8.device
+    device = images_uint8.device if device is None else torch.device(device)
     n_batches = -(-n_images // batch_size)
     acc = GroupMeans(group_size)
     modes = [(m, m.training) for m in (teacher, student) if m is not None]
@@ -371,8 +375,8 @@ def measure_t_stddev(
                       disable=not (progress and sys.stderr.isatty())) as bar:
                 for _ in range(epochs):
                     # the KD loop's batch order: same permutation, same slices
-                    for index in shuffled_batches(n_images, batch_size, generator, device):
-                        batch = images_uint8[index]
+                    batches = shuffled_batches(n_images, batch_size, generator, device)
+                    for _, batch in batches.with_rows(images_uint8):
                         views = pipeline(batch, generator=generator, scorer=scorer)
                         new = [views.original]
                         if views.augmented is not None:

@@ -24,11 +24,13 @@ INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopp
 
 
 def name_flags(message: str, flags: Mapping[str, str]) -> str:
-    """``message`` with the config keys it starts with or says are needed written as the flags
-    a user types: ``agb_lambda must be in [0, 1]`` -> ``--agb-lambda must be in [0, 1]``,
-    ``dataset 'imagefolder' needs root`` -> ``... needs --root``. ``flags`` maps keys to flags."""
+    """``message`` with the config keys that a check names written as the flags a user types:
+    ``agb_lambda must be in [0, 1]`` -> ``--agb-lambda must be in [0, 1]``, ``quant: ...`` ->
+    ``--quant: ...``, ``dataset 'imagefolder' needs root`` -> ``... needs --root``. A key
+    that starts a sentence about something else (``teacher runs/t does not fit``) stays.
+    ``flags`` maps keys to flags."""
     for key, flag in flags.items():
-        if re.match(rf"{re.escape(key)}\b(?![-.])", message):
+        if re.match(rf"{re.escape(key)}( must\b|:)", message):
             message = flag + message[len(key):]
         message = re.sub(rf"\bneeds {re.escape(key)}\b(?![-.])", f"needs {flag}", message)
     return message

@@ -62,7 +62,17 @@ def test_errors_name_the_flag_not_the_config_key(argv, said, capsys):
 
 def test_a_dataset_without_its_root_names_the_flag(tmp_path, capsys):
     assert train_main(["teacher", "--dataset", "imagefolder", "--out", str(tmp_path / "t")]) == 2
-    assert "needs --root" in capsys.readouterr().err
+    assert "error: dataset 'imagefolder' needs --root" in capsys.readouterr().err
+
+
+def test_only_a_check_of_the_key_is_renamed():
+    from augkd.cli import name_flags
+
+    flags = {"teacher": "--teacher", "quant": "--quant", "root": "--root"}
+    assert name_flags("teacher runs/t/model.pt does not fit", flags) == \
+        "teacher runs/t/model.pt does not fit"
+    assert name_flags("quant: bad bits 'w9'", flags) == "--quant: bad bits 'w9'"
+    assert name_flags("rooted must stay", flags) == "rooted must stay"
 
 
 def test_a_shipped_spec_without_its_data_says_which_set_to_give(tmp_path, monkeypatch, capsys):

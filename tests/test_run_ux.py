@@ -30,7 +30,7 @@ EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)  lr \S+  train loss \d+\.\d{4} top-
 
 
 def run_in_terminal(argv: list[str], *, interrupt_after: str | None = None,
-                    timeout: float = 120.0) -> tuple[int, str]:
+                    timeout: float = 120.0, cwd: Path = REPO_ROOT) -> tuple[int, str]:
     """Run ``python -m ...argv`` on a pseudo-terminal (its stdin, stdout and stderr); when its
     output shows ``interrupt_after``, type Ctrl-C (the terminal sends SIGINT to the foreground
     process group, as a real one does). Returns the exit code (128 + signal when killed by
@@ -38,7 +38,7 @@ def run_in_terminal(argv: list[str], *, interrupt_after: str | None = None,
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", COLUMNS="100")
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty is its controlling terminal
-        os.chdir(REPO_ROOT)
+        os.chdir(cwd)
         os.execvpe(sys.executable, [sys.executable, "-m", *argv], env)
     # a terminal of 24 x 100 characters (a new pty has 0 columns: tqdm would draw nothing)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))

@@ -173,6 +173,20 @@ def test_a_torchvision_state_dict_loads_as_a_foreign_teacher_with_teacher_model(
         load_kd_checkpoint(path, f"tv:resnet18(weights={path})", 10, 3)
 
 
+def test_an_imagenet_teacher_file_on_a_class_subset_loads_with_head_subset(tmp_path):
+    from augkd.models import load_foreign, read_checkpoint_file
+
+    reference = torchvision.models.resnet18().eval()
+    path = tmp_path / "in1k_teacher.pth"
+    torch.save(reference.state_dict(), path)
+    classes = [IMAGENET1K_WNIDS[i] for i in (10, 20, 30)]
+    foreign = load_foreign(read_checkpoint_file(path), path, 3, 3,
+                           "tv:resnet18(head=subset)", classes=classes)
+    x = fixed(2, 3, 32, 32)
+    torch.testing.assert_close(foreign.model(x), reference(x)[:, [10, 20, 30]])
+    assert foreign.model.mapping == dict(zip(classes, (10, 20, 30), strict=True))
+
+
 def test_a_missing_weights_file_and_a_wrong_file_stop_by_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="no weights file at .*nothing.pth"):
         create_model(f"tv:resnet18(weights={tmp_path}/nothing.pth)", 10)

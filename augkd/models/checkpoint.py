@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import re
 import tarfile
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -310,6 +311,7 @@ def load_foreign(
     in_channels: int = 3,
     model_name: str | None = None,
     map_location: str | torch.device = "cpu",
+    classes: Sequence[str] | None = None,
 ) -> ForeignCheckpoint:
     """Build the zoo model a loaded foreign checkpoint describes and load its weights.
 
@@ -320,6 +322,8 @@ def load_foreign(
         in_channels: input channels the weights were trained with.
         model_name: the architecture; ``None``: inferred (:func:`choose_architecture`).
         map_location: device the model is moved to.
+        classes: the dataset's class names, for a library spec with ``head=subset``
+            (``--teacher-model 'tv:resnet50(head=subset)'`` on a file of ImageNet-1K weights).
 
     Returns:
         :class:`ForeignCheckpoint` with the model in eval mode on ``map_location``. BatchNorm
@@ -336,7 +340,7 @@ def load_foreign(
     check_tensors(weights.state, path)
     if model_name is not None and is_model_spec(model_name):
         return _load_library_model(weights, path, num_classes, in_channels, model_name,
-                                   map_location)
+                                   map_location, classes)
     name, named_by = choose_architecture(weights.state, path, num_classes, in_channels,
                                          model_name)
     model = create_model(name, num_classes, in_channels)
@@ -355,8 +359,8 @@ def load_foreign(
 
 
 def _load_library_model(weights: ForeignWeights, path: Path, num_classes: int,
-                        in_channels: int, model_name: str,
-                        map_location: str | torch.device) -> ForeignCheckpoint:
+                        in_channels: int, model_name: str, map_location: str | torch.device,
+                        classes: Sequence[str] | None) -> ForeignCheckpoint:
     """A state_dict of a torchvision or timm model (``--teacher-model tv:resnet18``): the spec
     built with ``weights=path`` (its keys are the library's; see :mod:`augkd.models.external`)."""
     spec = parse_model_spec(model_name)
@@ -364,7 +368,7 @@ def _load_library_model(weights: ForeignWeights, path: Path, num_classes: int,
         raise ValueError(f"--teacher-model {model_name!r} sets weights=...; the teacher's weights "
                          f"are those of {path}: name the architecture only")
     with_file = dataclasses.replace(spec, weights=str(path.resolve()))
-    model = build_external(with_file, num_classes, in_channels)
+    model = build_external(with_file, num_classes, in_channels, classes=classes)
     return ForeignCheckpoint(model=model.to(map_location).eval(), architecture=model_name,
                              named_by="--teacher-model", weights=weights)
 

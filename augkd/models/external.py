@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from augkd.augment.spec import check_spec_length, parse_spec
+from augkd.grammar import check_spec_length, parse_spec
 from augkd.models.base import KDModel, ModelOutput
 from augkd.registry import UnknownNameError
 

@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 
 from augkd.augment import PAPER_DAS, create
-from augkd.augment.pipeline import Normalize, ViewPipeline
+from augkd.augment.pipeline import BASE_SPEC, Normalize, ViewPipeline
 from augkd.augment.probe import probe_augmentation
 from augkd.balance import BALANCERS
 from augkd.cli import run_cli
@@ -197,8 +197,13 @@ def measure_aug(
     teacher, images, normalize: Normalize, aug: str, mode: str, seed: int, *,
     student=None, epochs: int = 10, batch_size: int = 64, group_size: int = 10,
     progress: bool = True, bf16: bool = False, teacher_name: str = "the teacher",
+    base_aug: str = BASE_SPEC, device: torch.device | str | None = None,
 ):
     """T. stddev of one DA spec in one mode with one seed (the unit of work of rank and sweeps).
+
+    ``base_aug`` is the dataset's base DA (``Dataset.base_aug``: crop+flip for CIFAR-sized
+    data, resized-crop+flip for ImageNet); ``images`` may sit in host memory when they do not
+    fit on ``device``, where the teacher runs (default: the images' device).
 
     ``bf16`` runs the teacher's forwards in bfloat16 autocast on CUDA (faster; the softmax stays
     float32). Off by default: T. stddev separates DAs by differences of a few 1e-4, and fp32
@@ -206,16 +211,18 @@ def measure_aug(
     """
     extra = create(aug, per_batch=True if mode == "per-batch" else None)
     probe_augmentation(extra, aug, images)  # a DA that fails or changes nothing stops here
-    pipeline = ViewPipeline(create("crop+flip"), extra, normalize)
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    on_cuda = images.device.type == "cuda"
+    pipeline = ViewPipeline(create(base_aug), extra, normalize)
+    device = images.device if device is None else torch.device(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    on_cuda = device.type == "cuda"
     # fp32 unless bf16 is asked for on CUDA, whatever autocast the caller runs under
     precision = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and bf16
-                 else torch.autocast(images.device.type, enabled=False))
+                 else torch.autocast(device.type, enabled=False))
     with precision:
         result = measure_t_stddev(
             teacher, images, pipeline, epochs=epochs, batch_size=batch_size,
             group_size=group_size, generator=generator, student=student, progress=progress,
+            device=device,
         )
     if not (math.isfinite(result.value) and torch.isfinite(result.group_means).all()):
         raise ValueError(
@@ -279,7 +286,7 @@ def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Pat
     """T. stddev of every DA and seed in one mode: a DataFrame with one row per (aug, seed).
 
     ``student_scorer`` is the frozen trained student for DAs scored by the student."""
-    images = data.train_images.to(device)
+    images = data.train_images.to(device) if data.images_on(device) else data.train_images
     normalize = Normalize(data.mean, data.std)
     rows = []
     (out / "tstddev").mkdir(parents=True, exist_ok=True)
@@ -289,7 +296,7 @@ def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Pat
                 teacher, images, normalize, aug, mode, seed, student=student_scorer,
                 epochs=cfg.epochs, batch_size=cfg.batch_size, group_size=cfg.group_size,
                 progress=cfg.progress, bf16=cfg.bf16,
-                teacher_name=f"teacher {cfg.teacher}",
+                teacher_name=f"teacher {cfg.teacher}", base_aug=data.base_aug, device=device,
             )
             torch.save(result.group_means, out / "tstddev" / f"{safe_name(aug)}-{mode}-s{seed}.pt")
             se = bootstrap_t_stddev_se(result.group_means, seed=seed)

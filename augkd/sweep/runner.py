@@ -239,12 +239,15 @@ class SweepRunner:
         ts = self.spec["tstddev"]
         teacher = self._teacher(job.pair.teacher)
         student = self._scorer(job)
+        data = self.data
+        images = (data.train_images.to(self.device) if data.images_on(self.device)
+                  else data.train_images)  # larger than the device: gathered per batch
         result = measure_aug(
-            teacher, self.data.train_images.to(self.device), Normalize(self.data.mean,
-                                                                        self.data.std),
+            teacher, images, Normalize(data.mean, data.std),
             job.aug, job.mode, job.seed, student=student, epochs=ts["epochs"],
             batch_size=ts["batch_size"], group_size=ts["group_size"], progress=self.progress,
-            teacher_name=f"teacher {self.teacher_path(job)}",
+            teacher_name=f"teacher {self.teacher_path(job)}", base_aug=data.base_aug,
+            device=self.device,
         )
         record = {"pair": job.pair.name, "aug": job.aug, "mode": job.mode, "seed": job.seed,
                   "settings": self.tstddev_settings(job),

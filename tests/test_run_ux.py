@@ -113,6 +113,7 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path):
     interrupted, checkpointed = int(match[1]), int(match[2])
     assert checkpointed >= 2 and interrupted in (checkpointed, checkpointed + 1)
     assert Path(match[3]) == out
+    assert (out / "train.log").read_text().splitlines()[-1] == message  # the log says so too
     assert "teacher resnet8 epoch 1/40" in text  # a progress bar: stderr is a terminal
     # the run continues from its checkpoint (shortened through its folder, not its config:
     # the resumed run itself is what matters here)

@@ -471,7 +471,9 @@ def train(
                                                 teacher_manifest, log, resume, on_epoch,
                                                 "held-out" if holdout else "test")
         except KeyboardInterrupt as stop:
-            raise RunInterrupted(interrupted_message(run, stop)) from None
+            message = interrupted_message(run, stop)
+            log.keep(message)  # the command prints it on stderr; the log keeps where it stopped
+            raise RunInterrupted(message) from None
         if not dist_info.is_main:
             return RunResult(run.path, summary)
         if teacher_manifest is not None:

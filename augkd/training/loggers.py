@@ -114,6 +114,12 @@ class RunLog:
         else:
             self._append([line])
 
+    def keep(self, line: str) -> None:
+        """Append ``line`` to ``train.log`` only (the command prints it itself, e.g. on
+        stderr); nothing before :meth:`attach`."""
+        if self.path is not None:
+            self._append([line])
+
     def attach(self, folder: Path) -> None:
         """Write to ``folder / train.log`` from now on, the lines logged so far first."""
         self.path = Path(folder) / TRAIN_LOG

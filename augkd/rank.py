@@ -177,8 +177,8 @@ def obtain_teacher(cfg: RankConfig, data: Dataset, device: torch.device, log=pri
     if Path(cfg.teacher).exists():
         return (load_teacher(cfg.teacher, data, device, cfg.teacher_model, log=log),
                 Path(cfg.teacher))
-    run_dir = (cache_root(cfg) / "teachers"
-               / f"{data.name}-{data.checksum[:12]}-{cfg.teacher}-e{cfg.teacher_epochs}-s0")
+    name = f"{data.name}-{data.checksum[:12]}-{safe_name(cfg.teacher)}-e{cfg.teacher_epochs}-s0"
+    run_dir = cache_root(cfg) / "teachers" / name
     run = RunDir(run_dir)
     if not run.is_finished():
         log(f"training a {cfg.teacher} teacher on {data.name} for {cfg.teacher_epochs} epochs "

@@ -363,3 +363,26 @@ def test_a_tv_teacher_run_and_kd_and_at_students_of_both_libraries_on_digits(tmp
         result = train(cfg, tmp_path / f"student-{method}", **quiet)
         assert 0 <= result.summary["last"]["test_top1"] <= 100
         assert result.summary["model"] == model
+
+
+
+@pytest.mark.slow
+def test_a_run_rebuilds_from_its_folder_without_the_specs_weights_file(tmp_path, digits):
+    """model.pt holds every weight of a run: rebuilding its model (a teacher, a scorer) does
+    not read the spec's weights again, so the file may be gone; the manifest records the
+    dataset's class names (what head=subset picks logits by)."""
+    import torch
+
+    from augkd.training import TrainConfig, load_teacher, train
+
+    weights = tmp_path / "in1k.pth"
+    torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), weights)
+    cfg = TrainConfig(role="teacher", model=f"tv:resnet18(weights={weights}, head=new)",
+                      epochs=1, dataset="digits", batch_size=64, device="cpu", progress=False,
+                      lr=0.01)
+    run = train(cfg, tmp_path / "run", data=digits, log=lambda s: None).run_dir
+    weights.unlink()
+    model, manifest = load_teacher(run, digits, torch.device("cpu"))
+    assert manifest["classes"] == list(digits.classes)
+    state = torch.load(run / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

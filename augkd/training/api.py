@@ -152,7 +152,7 @@ def load_teacher(
         )
     else:
         foreign = load_foreign(contents, path, dataset.num_classes, dataset.in_channels,
-                               teacher_model)
+                               teacher_model, classes=dataset.classes)
         model = foreign.model.to(device)
         top1 = check_foreign_teacher(foreign, path, dataset, normalize, log)
         manifest = {
@@ -279,6 +279,11 @@ def read_manifest(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in _MANIFEST_KEYS if k not in manifest]
     if missing:
         raise ValueError(f"the manifest of {path} lacks {', '.join(missing)}")
+    classes = manifest.get("classes")  # recorded since runs of library models (head=subset)
+    if classes is not None and not (isinstance(classes, list)
+                                    and all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"the manifest of {path} has classes {str(classes)[:60]!r}; expected a "
+                         "list of class names")
     if manifest["architecture"] not in MODELS:
         raise ValueError(f"{path} names architecture {manifest['architecture']!r}, which augkd "
                          f"does not know (known: {', '.join(MODELS)})")
@@ -289,7 +294,10 @@ def model_from_state(path: Path, state: dict[str, Any], manifest: dict[str, Any]
     """The model a model.pt describes: its manifest's architecture (DoReFa-quantized when the
     manifest records bit widths, ``quant``) with its weights."""
     architecture = manifest["architecture"]
-    model = create_model(architecture, manifest["num_classes"], manifest["in_channels"])
+    # model.pt holds every weight: the spec's own weights (a library's, a file's) are not
+    # loaded again; a class subset's index comes from the recorded class names
+    model = create_model(architecture, manifest["num_classes"], manifest["in_channels"],
+                         load_weights=False, classes=manifest.get("classes"))
     if manifest.get("quant"):
         quantize_model(model, manifest["quant"])
     load_weights(model, state, path, architecture)
@@ -494,7 +502,7 @@ def _train_in_folder(cfg, run, train_split, test_split, data, teacher, teacher_m
     """The method's pre-training, AGB's lambda search and the run itself, in ``run``."""
     common = dict(mean=cfg.mean, std=cfg.std, num_classes=data.num_classes,
                   base_aug=data.base_aug, eval_crop=data.eval_crop,
-                  in_channels=data.in_channels, teacher=teacher, log=log,
+                  in_channels=data.in_channels, classes=data.classes, teacher=teacher, log=log,
                   teacher_arch=teacher_manifest["architecture"] if teacher_manifest else "")
     if cfg.role == "student" and resolve_method(cfg.distill)[0].pretrains:
         # the method's pre-training stage, shared by the search's warm-ups and the run

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ class Trainer:
         base_aug: the dataset's base DA spec (``Dataset.base_aug``), unless the method has
             its own.
         eval_crop: the centre crop evaluation takes (``Dataset.eval_crop``; 1.0: none).
+        classes: the dataset's class names, for a library model with ``head=subset`` (its
+            logits picked by name); recorded in the manifest.
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class Trainer:
         evaluated_on: str = "test",
         base_aug: str = BASE_SPEC,
         eval_crop: float = 1.0,
+        classes: Sequence[str] | None = None,
     ) -> None:
         if cfg.role == "student" and teacher is None:
             raise ValueError("a student run needs a teacher model")
@@ -165,7 +168,8 @@ class Trainer:
 
         self.num_classes, self.in_channels = int(num_classes), int(in_channels)
         torch.manual_seed(cfg.seed)  # the initial weights
-        self.model = create_model(cfg.model, num_classes, in_channels)
+        self.classes = list(classes) if classes is not None else None
+        self.model = create_model(cfg.model, num_classes, in_channels, classes=self.classes)
         if cfg.quant:  # DoReFa: before the optimizer (and DDP, compile) see the layers
             quantize_model(self.model, cfg.quant)
         self.model = self.model.to(self.device)
@@ -523,6 +527,7 @@ class Trainer:
             "role": self.cfg.role,
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
+            "classes": self.classes,
             "dataset": data.name,
             "dataset_checksum": data.checksum,
             "dataset_options": dict(data.options),

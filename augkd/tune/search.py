@@ -50,6 +50,7 @@ from augkd.files import remove_stale_temporaries
 from augkd.training.api import load_data, resolve_normalization, train
 from augkd.training.checkpoint import atomic_write_csv, atomic_write_text
 from augkd.training.config import RUNTIME_FIELDS, TrainConfig
+from augkd.training.loggers import show_bars
 from augkd.training.run import RunDir, exclusive
 from augkd.training.trainer import NonFiniteLossError
 
@@ -279,7 +280,8 @@ def run_worker(student: TrainConfig, tune_cfg: TuneConfig, out: Path, *, data: D
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    bar = student.progress and tune_cfg.workers == 1  # one bar over the trials, not per run
+    # one bar over the trials, not per run, and only on a terminal
+    bar = show_bars(student.progress) and tune_cfg.workers == 1
     if bar:  # the trial lines go above the bar
         from tqdm import tqdm
 

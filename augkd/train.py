@@ -36,7 +36,7 @@ from pathlib import Path
 
 from augkd.cli import add_trust_flag, apply_trust_flag, run_cli
 from augkd.training.api import DATA_SETTINGS, inherit_teacher_data, train
-from augkd.training.config import TrainConfig, default_lr, read_yaml_mapping
+from augkd.training.config import TrainConfig, apply_recipe, default_lr, read_yaml_mapping
 from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
 from augkd.training.tensorboard import summary_writer_class
@@ -45,6 +45,9 @@ from augkd.training.wandb_log import wandb_module
 # CLI flag -> (TrainConfig field type, help), for the flags that map one to one.
 _FIELDS = {
     "model": (str, "architecture (augkd.models.list_models())"),
+    "recipe": (str, "optimization preset: cifar (the defaults), tinyimagenet (the same, as the "
+                    "DA-in-KD code), imagenet (SGD 0.1 x batch/256, wd 1e-4, 100 epochs, lr "
+                    "x0.1 at 30/60/90, batch 256); flags override it"),
     "quant": (str, "DoReFa-quantize the model: wNaM bits (e.g. w2a1; N, M in 1..8 or 32)"),
     "dataset": (str, "digits | cifar10 | cifar100 | imagefolder (default digits)"),
     "root": (str, "dataset folder or archive"),
@@ -156,6 +159,7 @@ def config_from_args(args: argparse.Namespace,
         values["progress"] = False
     if args.download:
         values.setdefault("dataset_options", {})["download"] = True
+    values = apply_recipe(values)  # a recipe's lr, epochs... where the flags give none
     if "lr" not in values and "model" in values:
         values["lr"] = default_lr(values["model"])
     if values.get("role") == "student" and values.get("teacher"):

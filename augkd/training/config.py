@@ -45,6 +45,43 @@ def default_lr(model: str) -> float:
     return 0.01 if model in _LOW_LR_MODELS else 0.05
 
 
+#: Named optimization presets (``recipe``): the fields a preset sets where the config file
+#: and the command line do not. ``cifar`` is this class's defaults (docs/protocol.md section 1);
+#: the DA-in-KD code trains on Tiny ImageNet with those same defaults (Good-DA-in-KD
+#: option.py: one set of defaults for cifar100 and tinyimagenet), hence ``tinyimagenet`` is
+#: the same preset. ``imagenet`` is the KD literature's ResNet34 -> ResNet18 recipe as
+#: mdistiller's configs/imagenet/r34_r18 set it: SGD, lr 0.1 per 256 images of batch (0.2 at
+#: its batch 512), momentum 0.9, weight decay 1e-4, 100 epochs, lr x0.1 at 30, 60 and 90.
+RECIPES: dict[str, dict[str, Any]] = {
+    "cifar": {},
+    "tinyimagenet": {},
+    "imagenet": {"epochs": 100, "batch_size": 256, "lr_per_256": 0.1, "momentum": 0.9,
+                 "weight_decay": 1e-4, "lr_decay_fractions": (0.3, 0.6, 0.9),
+                 "lr_decay_rate": 0.1},
+}
+
+
+def apply_recipe(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (TrainConfig fields) with what their ``recipe`` sets filled in where they
+    leave it unset; the lr of a per-256 recipe scales with the batch size (lr = 0.1 x batch /
+    256 for ``imagenet``) unless ``lr`` is given. Unchanged without a recipe.
+
+    Raises:
+        ValueError: an unknown recipe name (the message lists the known ones).
+    """
+    name = values.get("recipe")
+    if name is None:
+        return dict(values)
+    if not isinstance(name, str) or name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    preset = dict(RECIPES[name])
+    per_256 = preset.pop("lr_per_256", None)
+    out = {**preset, **values}
+    if per_256 is not None and "lr" not in values:
+        out["lr"] = per_256 * out["batch_size"] / 256
+    return out
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a teacher or student run.
@@ -66,6 +103,7 @@ class TrainConfig:
 
     role: str = "teacher"
     model: str = "resnet8"
+    recipe: str | None = None  # a named optimization preset (RECIPES), recorded with the run
     quant: str | None = None  # DoReFa bit widths "wNaM" (e.g. w2a1); None: full precision
     dataset: str = "digits"
     root: str | None = None
@@ -120,6 +158,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and what it accepts."""
         _check_types(self)
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size}
@@ -285,7 +325,7 @@ class TrainConfig:
                 f"{', '.join(known)}"
             )
         values = {k: tuple(v) if isinstance(v, list) and k != "dataset_options" else v
-                  for k, v in data.items()}
+                  for k, v in apply_recipe(data).items()}
         return cls(**values)
 
     def differences(self, other: TrainConfig) -> list[str]:

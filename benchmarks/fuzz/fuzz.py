@@ -461,6 +461,8 @@ def config_problems(data: Any) -> list[str]:
                  f"{')' if hi_open else ']'}")
 
     need(cfg.get("role") in ROLES, f"role={cfg.get('role')!r}")
+    need(cfg.get("recipe") in (None, "cifar", "tinyimagenet", "imagenet"),
+         f"recipe={cfg.get('recipe')!r}")
     for name in ("epochs", "batch_size"):
         need(cfg.get(name, 1) >= 1, f"{name}={cfg.get(name)!r} < 1")
     if cfg.get("agb_search_epochs") is not None:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from augkd.extras import MissingExtraError
+from augkd.process import PR_SET_PDEATHSIG, prctl
 
 # Errors that mean "the user asked for something that cannot be done": their messages name the
 # bad value and what was expected, so the command prints them as one line and exits with 2.
@@ -105,7 +106,7 @@ class WorkersFailedError(RuntimeError):
     what to rerun. The command prints it as one line and exits with 1."""
 
 
-def _die_with_parent(parent: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
+def _die_with_parent(parent: int, call: Callable[..., int] | None) -> Callable[[], None]:
     """A ``preexec_fn`` for a worker: on Linux the kernel sends it SIGTERM when the parent
     dies, by any signal, even ``kill -9`` (``PR_SET_PDEATHSIG``); a worker whose parent died
     before the call exits at once. The worker ignores SIGINT: a Ctrl-C in the terminal reaches
@@ -113,22 +114,11 @@ def _die_with_parent(parent: int, prctl: Callable[..., int] | None) -> Callable[
     one line), instead of every worker printing its own."""
     def preexec() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if prctl is not None:
-            prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if call is not None:
+            call(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:
             os._exit(1)
     return preexec
-
-
-def _prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
-    except (OSError, AttributeError):
-        return None
 
 
 def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rerun: str,
@@ -150,7 +140,7 @@ def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rer
     if cpu_threads:
         threads = str(max(1, (os.cpu_count() or 1) // n))
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    preexec = _die_with_parent(os.getpid(), _prctl())
+    preexec = _die_with_parent(os.getpid(), prctl())
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main_thread else None
 

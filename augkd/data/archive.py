@@ -307,3 +307,38 @@ def directory_fingerprint(root: Path) -> str:
             stat = full.stat()
             digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+#: The two splits of an image-folder tree.
+SPLITS = ("train", "test")
+
+
+def split_prefix(tree: FileTree) -> str:
+    """The folder that holds ``train/`` and ``test/``: ``""`` or a single wrapping folder."""
+    top = {PurePosixPath(d).parts[0] for d in tree.dirs}
+    if set(SPLITS) <= top:
+        return ""
+    top_files = [name for name in tree.files if "/" not in name]
+    if len(top) == 1 and not top_files:
+        (wrapper,) = top
+        if {f"{wrapper}/{split}" for split in SPLITS} <= tree.dirs:
+            return f"{wrapper}/"
+    found = ", ".join(sorted(top | set(top_files))) or "nothing"
+    missing = [f"{s}/" for s in SPLITS if s not in top]
+    raise ValueError(
+        f"{tree.source} must hold train/ and test/ folders (optionally inside one top-level "
+        f"folder); missing {' and '.join(missing) or 'train/ and test/'}, found: {found}"
+    )
+
+
+#: Default cap on one image's declared pixel count (``max_image_pixels``), checked from its
+#: header before it is decoded.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def source_key(root: Path) -> tuple[str, str]:
+    """What keys ``root``'s cache file: ``("archive", sha256 of the file)`` for an archive,
+    ``("dir", directory_fingerprint(root))`` for a directory."""
+    if root.is_dir():
+        return "dir", directory_fingerprint(root)
+    return "archive", file_sha256(root)

@@ -10,44 +10,28 @@ read one file.
 from __future__ import annotations
 
 import io
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
 
 from augkd.data.archive import (
+    DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MAX_MEMBER_BYTES,
+    SPLITS,
     FileTree,
-    directory_fingerprint,
-    file_sha256,
     read_tree,
+    source_key,
+    split_prefix,
 )
 from augkd.data.cache import default_cache_dir, load_cached, save_atomic
 from augkd.data.dataset import DATASETS, Dataset, make_dataset, positive_int_option
+from augkd.data.imagenet import list_image_folder, load_stored_layout
 
 # Bump when the decoded tensors for the same source would change (decoding rules, layout).
 CACHE_FORMAT = 1
-_SPLITS = ("train", "test")
 _GRAY_MODES = frozenset({"1", "L", "LA"})
-
-
-def split_prefix(tree: FileTree) -> str:
-    """The folder that holds ``train/`` and ``test/``: ``""`` or a single wrapping folder."""
-    top = {PurePosixPath(d).parts[0] for d in tree.dirs}
-    if set(_SPLITS) <= top:
-        return ""
-    top_files = [name for name in tree.files if "/" not in name]
-    if len(top) == 1 and not top_files:
-        (wrapper,) = top
-        if {f"{wrapper}/{split}" for split in _SPLITS} <= tree.dirs:
-            return f"{wrapper}/"
-    found = ", ".join(sorted(top | set(top_files))) or "nothing"
-    missing = [f"{s}/" for s in _SPLITS if s not in top]
-    raise ValueError(
-        f"{tree.source} must hold train/ and test/ folders (optionally inside one top-level "
-        f"folder); missing {' and '.join(missing) or 'train/ and test/'}, found: {found}"
-    )
 
 
 def _class_files(tree: FileTree, split_dir: str) -> dict[str, list[str]]:
@@ -74,9 +58,6 @@ def _class_files(tree: FileTree, split_dir: str) -> dict[str, list[str]]:
     return dict(sorted(classes.items()))
 
 
-#: Default cap on one image's declared pixel count (``max_image_pixels``), checked from its
-#: header before it is decoded.
-DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 def _decode(tree: FileTree, path: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -125,7 +106,7 @@ def decode_image_folder(
         ``[N, C, H, W]`` and int64 ``[N]``, ordered by class then file path.
     """
     prefix = split_prefix(tree)
-    per_split = {split: _class_files(tree, f"{prefix}{split}") for split in _SPLITS}
+    per_split = {split: _class_files(tree, f"{prefix}{split}") for split in SPLITS}
     classes = list(per_split["train"])
     if set(per_split["test"]) != set(classes):
         only_train = sorted(set(classes) - set(per_split["test"]))
@@ -134,12 +115,12 @@ def decode_image_folder(
             f"{tree.source}: train/ and test/ hold different classes; only in train: "
             f"{', '.join(only_train) or 'none'}; only in test: {', '.join(only_test) or 'none'}"
         )
-    paths = {s: [p for c in classes for p in per_split[s][c]] for s in _SPLITS}
+    paths = {s: [p for c in classes for p in per_split[s][c]] for s in SPLITS}
     labels = {
         s: torch.tensor(
             [k for k, c in enumerate(classes) for _ in per_split[s][c]], dtype=torch.int64
         )
-        for s in _SPLITS
+        for s in SPLITS
     }
     all_paths = paths["train"] + paths["test"]
     # Sequential on purpose: for small images Pillow spends most of its time in Python code
@@ -212,8 +193,6 @@ def load_image_folder(
         sha256 of the decoded tensors.
     """
     if size is not None:
-        from augkd.data.imagenet import list_image_folder, load_stored_layout
-
         return load_stored_layout(
             "imagefolder", root, list_image_folder, size=size, classes=classes,
             bad_images=bad_images, workers=workers, cache=cache, cache_dir=cache_dir,
@@ -268,9 +247,3 @@ def load_image_folder(
     return dataset
 
 
-def source_key(root: Path) -> tuple[str, str]:
-    """What keys ``root``'s cache file: ``("archive", sha256 of the file)`` for an archive,
-    ``("dir", directory_fingerprint(root))`` for a directory."""
-    if root.is_dir():
-        return "dir", directory_fingerprint(root)
-    return "archive", file_sha256(root)

@@ -24,10 +24,17 @@ import csv
 import io
 from pathlib import Path, PurePosixPath
 
-from augkd.data.archive import DEFAULT_MAX_MEMBER_BYTES, FileTree, file_sha256, read_tree
+from augkd.data.archive import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_MEMBER_BYTES,
+    FileTree,
+    file_sha256,
+    read_tree,
+    source_key,
+    split_prefix,
+)
 from augkd.data.dataset import DATASETS, Dataset, positive_int_option
 from augkd.data.decode import BAD_IMAGE_POLICIES, is_ignored_name, is_image_name
-from augkd.data.imagefolder import DEFAULT_MAX_IMAGE_PIXELS, source_key
 from augkd.data.imagenet100 import IMAGENET100
 from augkd.data.stored import Listing, build_stored, check_size
 
@@ -427,7 +434,6 @@ def load_imagenet(
 def list_image_folder(tree: FileTree, subset: list[str] | None) -> Listing:
     """``train/<class>/*`` and ``test/<class>/*`` (optionally in one wrapping folder), for the
     ``imagefolder`` dataset with a ``size``: images of any size, stray files skipped by rule."""
-    from augkd.data.imagefolder import split_prefix
 
     prefix = split_prefix(tree)
     train = _per_class(tree, f"{prefix}train")

@@ -64,6 +64,7 @@ from torch import Tensor, nn
 
 from augkd.grammar import check_spec_length, parse_spec
 from augkd.models.base import KDModel, ModelOutput
+from augkd.models.files import check_tensors, read_checkpoint_file
 from augkd.registry import UnknownNameError
 
 #: The library prefixes of a model spec and the library each names.
@@ -241,7 +242,6 @@ def _last_linear_name(model: nn.Module) -> str:
 def read_state_dict(path: Path, spec_text: str) -> dict[str, Tensor]:
     """The state_dict in ``path`` (``torch.load(weights_only=True)``; a plain state_dict, or
     one under ``model``/``state_dict`` as the layouts of :mod:`augkd.models.layouts` say)."""
-    from augkd.models.checkpoint import check_tensors, read_checkpoint_file
     from augkd.models.layouts import extract_weights
 
     if not path.is_file():

@@ -32,6 +32,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from augkd.process import PR_SET_PDEATHSIG, prctl
+
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
@@ -84,12 +86,10 @@ def die_with_launcher() -> None:
     """
     if "TORCHELASTIC_RUN_ID" not in os.environ:
         return
-    from augkd.cli import _prctl
-
-    prctl = _prctl()
-    if prctl is None:
+    call = prctl()
+    if call is None:
         return
-    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    call(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:
         raise SystemExit(f"rank {os.environ.get('RANK', '?')}: its torchrun has died; stopping")
 

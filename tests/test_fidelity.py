@@ -445,7 +445,9 @@ def test_dataset_options_reach_the_run_and_the_teacher_check(tmp_path, capsys, t
     assert cfg.dataset_options == {"resize": 6, "train_subset": 300}
     manifest = torch.load(out / "model.pt", weights_only=True)["manifest"]
     assert manifest["dataset_options"] == {"train_subset": 300, "subset_seed": 0, "resize": 6}
-    # a student on the full-size data cannot use this teacher
+    # a student given other data cannot use this teacher; the message names what differs
     code = train_main(["student", "--teacher", str(out), "--model", "resnet8", "--epochs", "1",
-                       "--out", str(tmp_path / "st"), "--no-progress", "--device", "cpu"])
-    assert code != 0 and "does not fit this dataset" in capsys.readouterr().err
+                       "--resize", "8", "--out", str(tmp_path / "st"), "--no-progress",
+                       "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code != 0 and "does not fit this dataset" in err and "resize" in err

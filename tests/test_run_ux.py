@@ -39,6 +39,9 @@ def run_in_terminal(argv: list[str], *, interrupt_after: str | None = None,
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty is its controlling terminal
         os.chdir(cwd)
+        # as a shell starts a command on a terminal: Ctrl-C's default action, even where this
+        # test runs with SIGINT ignored (a background job's, e.g. nohup pytest &)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execvpe(sys.executable, [sys.executable, "-m", *argv], env)
     # a terminal of 24 x 100 characters (a new pty has 0 columns: tqdm would draw nothing)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))

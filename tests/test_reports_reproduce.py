@@ -232,3 +232,23 @@ def test_welch_matches_scipy(evidence):
     assert got["p"] == pytest.approx(ref.pvalue, rel=1e-12)
     ci = ref.confidence_interval(0.95)
     assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+
+
+def test_per_image_tstddev_tables(tmp_path):
+    """reports/cifar10-cpu-per-image's T. stddev tables, rebuilt from its tstddev.csv and
+    students.csv and the per-batch results of reports/cifar10-cpu."""
+    import shutil
+
+    sys.path.insert(0, str(REPO / "experiments"))
+    try:
+        module = importlib.import_module("per_image_students_report")
+    finally:
+        sys.path.remove(str(REPO / "experiments"))
+    folder = REPORTS / "cifar10-cpu-per-image"
+    for name in ("tstddev.csv", "students.csv"):
+        shutil.copy(folder / name, tmp_path / name)
+    module.tstddev_report(tmp_path, pd.read_csv(folder / "students.csv"),
+                          pd.read_csv(REPORTS / "cifar10-cpu" / "results.csv"))
+    built = (tmp_path / "tstddev.md").read_text()
+    assert built == (folder / "tstddev.md").read_text()
+    assert built in (folder / "README.md").read_text()

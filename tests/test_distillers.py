@@ -552,5 +552,5 @@ def test_mlkd_task_loss_is_on_the_unrotated_images(digits, teacher_run):
         logits = trainer.model(x)  # MLKD's base DA: the four rotated crops, 4B rows
     assert x.shape[0] == 4 * 16
     # BatchNorm normalizes over the 4B batch; CE is on its first B (0-degree) rows
-    assert float(losses["task"]) == pytest.approx(float(F.cross_entropy(logits[:16], labels)),
-                                                  rel=1e-4)
+    assert losses["task"].item() == pytest.approx(
+        F.cross_entropy(logits[:16], labels).item(), rel=1e-4)

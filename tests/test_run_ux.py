@@ -26,7 +26,7 @@ from tests.helpers import FAST
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--train-subset", "300", "--resize", "6"]  # a few tenths of a second per epoch
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)  lr \S+  train loss \d+\.\d{4} top-1 \d+\.\d\d%  "
-                        r"test loss \d+\.\d{4} top-1 \d+\.\d\d%  \d+\.\d s$")
+                        r"test loss \d+\.\d{4} top-1 \d+\.\d\d%  \d+\.\d s \([\d,]+ img/s\)$")
 
 
 def run_in_terminal(argv: list[str], *, interrupt_after: str | None = None,
@@ -311,3 +311,12 @@ def test_ctrl_c_stops_tune_and_its_workers(small_teacher, tmp_path):
         "interrupted; the finished trials are kept in the study: rerun the same command to "
         "continue (a trial cut short is retried)")
     assert _processes_mentioning(str(out)) == []
+
+
+def test_epoch_line_of_a_fixed_record():
+    from augkd.training.loggers import epoch_line
+
+    record = {"epoch": 3, "lr": 0.05, "train_task": 0.5, "train_top1": 80.0, "test_loss": 0.6,
+              "test_top1": 75.0, "epoch_time_s": 2.0, "train_images_per_s": 12345.6}
+    assert epoch_line(record, 8) == ("epoch 3/8  lr 0.05  train loss 0.5000 top-1 80.00%  "
+                                     "test loss 0.6000 top-1 75.00%  2.0 s (12,346 img/s)")

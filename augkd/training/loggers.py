@@ -68,7 +68,8 @@ def _number(value: float) -> str:
 def epoch_line(record: dict[str, Any], epochs: int, label: str = "",
                evaluated_on: str = "test") -> str:
     """One epoch in one line: epoch, lr, train loss(es) and top-1, test loss and top-1, the
-    seconds it took and the balancer's mean weights (student runs).
+    seconds it took (and the training pass's images per second) and the balancer's mean
+    weights (student runs).
 
     ``label`` prefixes the line (e.g. ``AGB search, lambda 0.3:``); ``evaluated_on`` names what
     the ``test_*`` figures are of (``held-out`` in a search). A teacher's train loss is its
@@ -87,7 +88,9 @@ def epoch_line(record: dict[str, Any], epochs: int, label: str = "",
     parts.append(f"{evaluated_on} loss {record['test_loss']:.4f} "
                  f"top-1 {record['test_top1']:.2f}%")
     if "epoch_time_s" in record:
-        parts.append(f"{record['epoch_time_s']:.1f} s")
+        speed = (f" ({record['train_images_per_s']:,.0f} img/s)"
+                 if "train_images_per_s" in record else "")
+        parts.append(f"{record['epoch_time_s']:.1f} s{speed}")
     weights = [f"{k.removeprefix('balance_')} {_number(record[k])}"
                for k in ("balance_w_task", "balance_w_distill") if k in record]
     if weights:

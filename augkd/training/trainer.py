@@ -416,6 +416,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
                 record = {"epoch": epoch, "lr": lr, **self.train_epoch(epoch)}
+                # the training pass's throughput (the epoch's one host sync has just happened)
+                record["train_images_per_s"] = len(self.train_split) / (time.perf_counter() - t0)
                 self.scheduler.step()
                 self.last_eval = self.evaluate()
                 record.update(self.last_eval)

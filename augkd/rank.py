@@ -56,6 +56,7 @@ from augkd.balance import BALANCERS
 from augkd.cli import run_cli
 from augkd.data import Dataset, load_dataset
 from augkd.data.archive import file_sha256
+from augkd.data.dataset import stratified_subset
 from augkd.distill import resolve_method
 from augkd.metrics import correlations, measure_t_stddev
 from augkd.metrics.tiers import (
@@ -112,6 +113,9 @@ class RankConfig:
     batch_size: int = 64
     group_size: int = 10
     seeds: int = 1
+    # T. stddev on a class-stratified subset of N training images, drawn with each seed (so
+    # the seed-to-seed spread includes the subset's); None: the whole training split
+    tstddev_subset: int | None = None
     student: str = "resnet8"  # the pair's student: trained with --validate, and (frozen,
     # after a short KD run) cutmixpick-s's scorer unless --student-run gives one
     student_run: str | None = None  # a finished KD student run of this teacher: the scorer
@@ -145,6 +149,8 @@ class RankConfig:
         resolve_method(self.distill)  # an unknown method or option fails here, by name
         if self.agb_lambda is not None and not 0 <= self.agb_lambda <= 1:
             raise ValueError(f"--agb-lambda must be in [0, 1], got {self.agb_lambda}")
+        if self.tstddev_subset is not None and self.tstddev_subset < 1:
+            raise ValueError(f"--tstddev-subset must be >= 1, got {self.tstddev_subset}")
         for name in ("epochs", "batch_size", "group_size", "seeds", "teacher_epochs",
                      "student_epochs", "scorer_epochs"):
             if getattr(self, name) < 1:
@@ -286,11 +292,18 @@ def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Pat
     """T. stddev of every DA and seed in one mode: a DataFrame with one row per (aug, seed).
 
     ``student_scorer`` is the frozen trained student for DAs scored by the student."""
-    images = data.train_images.to(device) if data.images_on(device) else data.train_images
+    on_device = data.images_on(device)
     normalize = Normalize(data.mean, data.std)
     rows = []
     (out / "tstddev").mkdir(parents=True, exist_ok=True)
+    if cfg.tstddev_subset is not None and cfg.tstddev_subset > len(data.train_labels):
+        raise ValueError(f"--tstddev-subset {cfg.tstddev_subset} is larger than the training "
+                         f"split ({len(data.train_labels):,} images)")
     for seed in range(cfg.seeds):
+        images = data.train_images
+        if cfg.tstddev_subset is not None:  # this seed's class-stratified subset
+            images = images[stratified_subset(data.train_labels, cfg.tstddev_subset, seed)]
+        images = images.to(device) if on_device else images
         for aug in cfg.augs:
             result = measure_aug(
                 teacher, images, normalize, aug, mode, seed, student=student_scorer,
@@ -535,6 +548,7 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
                 "distill": cfg.distill if cfg.validate else None,
                 "mode": mode, "tstddev_epochs": cfg.epochs, "batch_size": cfg.batch_size,
                 "group_size": cfg.group_size, "seeds": cfg.seeds, "device": str(device),
+                "tstddev_subset": cfg.tstddev_subset,
             },
             "tstddev_seconds": measure_seconds,
         }
@@ -767,6 +781,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream tensors per group of T. stddev (default %(default)s)")
     p.add_argument("--seeds", type=int, default=d.seeds,
                    help="repeat with seeds 0..N-1 (default %(default)s)")
+    p.add_argument("--tstddev-subset", type=int, default=None, metavar="N",
+                   help="measure T. stddev on a class-stratified subset of N training images, "
+                        "a new one per seed, so the seed spread includes the subset's (for "
+                        "ImageNet-sized data; default: the whole training split)")
     p.add_argument("--student", default=d.student,
                    help="the pair's student: --validate trains it; a short KD run of it scores "
                    "cutmixpick-s unless --student-run is given (default %(default)s)")
@@ -823,7 +841,8 @@ def main(argv: list[str] | None = None) -> int:
             teacher_model=args.teacher_model, teacher_epochs=args.teacher_epochs,
             augs=expand_augs(args.augs), modes=modes, epochs=args.epochs,
             batch_size=args.batch_size,
-            group_size=args.group_size, seeds=args.seeds, student=args.student,
+            group_size=args.group_size, seeds=args.seeds,
+            tstddev_subset=args.tstddev_subset, student=args.student,
             student_run=args.student_run, scorer_epochs=args.scorer_epochs,
             resize=data.get("resize"), train_subset=data.get("train_subset"),
             subset_seed=data.get("subset_seed", d.subset_seed),

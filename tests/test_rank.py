@@ -74,9 +74,28 @@ def test_both_modes_write_two_folders(tmp_path):
         (["--teacher", "missing/run"], "missing/run"),
         (["--student", "resnet999"], "resnet999"),
         (["--epochs", "0"], "--epochs"),
+        (["--tstddev-subset", "0"], "--tstddev-subset"),
     ],
 )
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(QUICK + argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_tstddev_on_a_class_stratified_subset_per_seed(digits_teacher, tmp_path):
+    """--tstddev-subset N: each seed measures on its own stratified subset of N images (so the
+    seed spread includes the subset's): 200 images at batch 20, 1 epoch, 2 views per batch,
+    groups of 2 -> 10 groups per run; the protocol records N; a subset larger than the
+    training split is refused naming both."""
+    out = tmp_path / "rank"
+    assert main(["--teacher", str(digits_teacher), "--augs", "flip", "--epochs", "1",
+                 "--batch-size", "20", "--group-size", "2", "--seeds", "2",
+                 "--tstddev-subset", "200", "--device", "cpu", "--no-progress",
+                 "--out", str(out)]) == 0
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert per_seed["n_groups"].tolist() == [10, 10]
+    assert per_seed["t_stddev"].nunique() == 2  # two subsets, two draws
+    assert json.loads((out / "summary.json").read_text())["protocol"]["tstddev_subset"] == 200
+    assert main(["--teacher", str(digits_teacher), "--augs", "flip", "--tstddev-subset",
+                 "100000", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "x")]) == 2

@@ -131,6 +131,8 @@ class RankConfig:
     resize: int | None = None  # dataset option: images resized once at load (antialiased)
     train_subset: int | None = None  # dataset option: a class-stratified training subset
     subset_seed: int = 0
+    # the loader's other options (size, classes...), e.g. a teacher run's, taken with its data
+    data_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     bf16: bool = False  # T. stddev's teacher forwards in bf16 autocast on CUDA
     # --validate's HTML/Markdown report goes to report_dir/<OUT's name>; None: OUT/report
     report_dir: str | None = None
@@ -160,7 +162,9 @@ class RankConfig:
 
 def dataset_options(cfg: RankConfig) -> dict[str, Any]:
     """The dataset options of ``cfg`` as ``load_dataset`` and ``TrainConfig`` take them."""
-    options: dict[str, Any] = {"download": True} if cfg.download else {}
+    options: dict[str, Any] = {**cfg.data_options}
+    if cfg.download:
+        options["download"] = True
     if cfg.resize is not None:
         options["resize"] = cfg.resize
     if cfg.train_subset is not None:
@@ -669,6 +673,8 @@ def rank_augmentations(
     data = data_settings({"dataset": dataset, "root": root, "resize": resize,
                           "train_subset": train_subset, "subset_seed": subset_seed}, teacher,
                          log)
+    if "dataset_options" in data:  # the teacher's size, classes...
+        data["data_options"] = data.pop("dataset_options")
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RankConfig)}
                      - {"modes", "augs", "teacher"})
     if unknown or {"modes", "augs", "teacher"} & set(options):
@@ -846,6 +852,7 @@ def main(argv: list[str] | None = None) -> int:
             student_run=args.student_run, scorer_epochs=args.scorer_epochs,
             resize=data.get("resize"), train_subset=data.get("train_subset"),
             subset_seed=data.get("subset_seed", d.subset_seed),
+            data_options=data.get("dataset_options") or {},
             agb_lambda=args.agb_lambda,
             validate=args.validate, student_epochs=args.student_epochs, balancer=args.balancer,
             distill=args.distill,

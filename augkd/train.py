@@ -173,9 +173,11 @@ def with_teacher_data(values: dict, log=print) -> dict:
     options = dict(values.get("dataset_options") or {})
     given = {"dataset": values.get("dataset"), "root": values.get("root"),
              **{k: options.get(k) for k in DATA_SETTINGS[2:]}}
+    given["dataset_options"] = {k: v for k, v in options.items() if k not in DATA_SETTINGS[2:]}
     settings = inherit_teacher_data(given, values["teacher"], log)
     values = {**values, **{k: settings[k] for k in ("dataset", "root") if k in settings}}
     options.update({k: settings[k] for k in DATA_SETTINGS[2:] if k in settings})
+    options.update(settings.get("dataset_options") or {})  # size, classes... of the teacher's
     if options:
         values["dataset_options"] = options
     return values

@@ -504,3 +504,31 @@ def test_transforms_and_sweep_specs_take_the_new_options(tmp_path: Path) -> None
                        "options": {"size": 32, "classes": "imagenet100",
                                    "base_aug": "resized-crop+flip", "data_on_device": "auto"}}
     validate_spec(spec)
+
+
+def test_a_student_and_a_ranking_take_the_teachers_loader_options(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """A teacher trained on an image folder stored at size 16 leaves its loader options
+    (size, ...) to the student and the ranking that name it and give no data flags: both load
+    the same data (the teacher check would refuse other data), and say so in one line."""
+    from augkd.rank import main as rank_main
+    from augkd.train import main as train_main
+
+    root = build_folder(tmp_path / "folder")
+    monkeypatch.setenv("AUGKD_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "data.yaml"
+    config.write_text(f"dataset: imagefolder\nroot: {root}\n"
+                      "dataset_options: {size: 16, workers: 1}\n")
+    common = ["--epochs", "1", "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    assert train_main(["teacher", "--config", str(config), "--model", "resnet8", *common,
+                       "--out", str(tmp_path / "teacher")]) == 0
+    assert train_main(["student", "--teacher", str(tmp_path / "teacher"), "--model", "resnet8",
+                       "--agb-lambda", "0.5", *common, "--out", str(tmp_path / "student")]) == 0
+    from augkd.training.run import RunDir
+
+    assert RunDir(tmp_path / "student").read_config().dataset_options["size"] == 16
+    assert rank_main(["--teacher", str(tmp_path / "teacher"), "--augs", "flip", "--epochs", "2",
+                      "--batch-size", "2", "--group-size", "2", "--device", "cpu",
+                      "--no-progress", "--out", str(tmp_path / "rank")]) == 0
+    summary = json.loads((tmp_path / "rank" / "summary.json").read_text())
+    assert summary["protocol"]["dataset_options"]["size"] == 16

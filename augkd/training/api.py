@@ -334,6 +334,9 @@ def _check_manifest(path: Path, manifest: dict[str, Any], dataset: Dataset) -> N
 #: ``--root``, ``--resize``, ``--train-subset``, ``--subset-seed``).
 DATA_SETTINGS = ("dataset", "root", "resize", "train_subset", "subset_seed")
 _DATA_OPTIONS = ("resize", "train_subset", "subset_seed")
+#: Dataset options a student does not take from its teacher: whether to download, and where
+#: this machine keeps the images (runtime choices, not what the data are).
+_NOT_INHERITED = ("download", "data_on_device")
 
 
 def _data_difference(manifest: dict[str, Any], dataset: Dataset) -> str:
@@ -375,6 +378,11 @@ def teacher_data_settings(source: str | Path) -> dict[str, Any] | None:
                 "root": config.get("root")}
     if isinstance(options, dict):
         settings.update({k: options.get(k) for k in _DATA_OPTIONS})
+        # the loader's own options that define the data (size, classes, val_labels...)
+        other = {k: v for k, v in options.items()
+                 if isinstance(k, str) and k not in _DATA_OPTIONS and k not in _NOT_INHERITED}
+        if other:
+            settings["dataset_options"] = other
     return {k: v for k, v in settings.items() if v is not None}
 
 
@@ -393,12 +401,20 @@ def inherit_teacher_data(given: dict[str, Any], teacher: str | Path,
     theirs = teacher_data_settings(teacher)
     if not theirs or chosen.get("dataset", theirs.get("dataset")) != theirs.get("dataset"):
         return chosen
-    taken = {k: v for k, v in theirs.items() if k not in chosen}
+    taken = {k: v for k, v in theirs.items() if k not in chosen and k != "dataset_options"}
+    mine = chosen.get("dataset_options") or {}
+    extra = {k: v for k, v in (theirs.get("dataset_options") or {}).items() if k not in mine}
+    if extra:
+        taken["dataset_options"] = extra
     if taken:
+        shown = {**{k: v for k, v in taken.items() if k != "dataset_options"}, **extra}
         log(f"data as the teacher's ({teacher}): "
-            + ", ".join(f"{k} {v}" for k, v in taken.items())
+            + ", ".join(f"{k} {v}" for k, v in shown.items())
             + " (give the option to override)")
-    return {**taken, **chosen}
+    out = {**taken, **chosen}
+    if extra:
+        out["dataset_options"] = {**extra, **mine}
+    return out
 
 
 def _splits(data: Dataset, device: torch.device) -> tuple[Split, Split]:

@@ -299,12 +299,7 @@ def _build_torchvision(spec: ModelSpec, num_classes: int, classes_if_bare: int,
         with torch.device("meta"):  # names only: which tensors hold the classes and channels
             names = tv_models.get_model(spec.name, **kwargs)
         conv, linear = _first_conv_name(names), _last_linear_name(names)
-        try:
-            classes = state[f"{linear}.weight"].shape[0]
-            channels = state[f"{conv}.weight"].shape[1]
-        except KeyError as err:
-            raise ValueError(f"{spec.text}: {path} has no tensor {err.args[0]!r}; it is not a "
-                             f"state_dict of torchvision's {spec.name}") from None
+        classes, channels = _file_shapes(state, conv, linear, spec, path, "torchvision")
         model = tv_models.get_model(spec.name, num_classes=classes, **kwargs)
         if channels != 3:
             _set_module(model, conv, _conv_with_inputs(model.get_submodule(conv), channels,
@@ -315,6 +310,17 @@ def _build_torchvision(spec: ModelSpec, num_classes: int, classes_if_bare: int,
     classes = num_classes if path is None else classes_if_bare
     model = tv_models.get_model(spec.name, num_classes=classes, **kwargs)
     return _Built(model, classes, 3, False)
+
+
+def _file_shapes(state: dict[str, Tensor], conv: str, linear: str, spec: ModelSpec,
+                 path: Path, library: str) -> tuple[int, int]:
+    """(classes, input channels) of a weights file: its classifier's rows and its first conv's
+    input channels; a file without those tensors is named as not the library's model."""
+    try:
+        return state[f"{linear}.weight"].shape[0], state[f"{conv}.weight"].shape[1]
+    except KeyError as err:
+        raise ValueError(f"{spec.text}: {path} has no tensor {err.args[0]!r}; it is not a "
+                         f"state_dict of {library}'s {spec.name}") from None
 
 
 def _build_timm(spec: ModelSpec, num_classes: int, classes_if_bare: int,
@@ -340,12 +346,7 @@ def _build_timm(spec: ModelSpec, num_classes: int, classes_if_bare: int,
             names = timm.create_model(spec.name, **kwargs)
         conv, linear = _timm_first_conv(names), names.pretrained_cfg.get("classifier")
         linear = linear or _last_linear_name(names)
-        try:
-            classes = state[f"{linear}.weight"].shape[0]
-            channels = state[f"{conv}.weight"].shape[1]
-        except KeyError as err:
-            raise ValueError(f"{spec.text}: {path} has no tensor {err.args[0]!r}; it is not a "
-                             f"state_dict of timm's {spec.name}") from None
+        classes, channels = _file_shapes(state, conv, linear, spec, path, "timm")
         model = timm.create_model(spec.name, num_classes=classes, in_chans=channels, **kwargs)
         _load_into(model, state, path, spec.text)
         return _Built(model, classes, channels, True)

@@ -6,9 +6,10 @@ The two results folders inside (``per-image/``, ``per-batch/``: ``per_seed.csv``
 ``summary.json``, as ``python -m augkd.rank --validate --both-modes`` wrote them) are the raw
 data. The per-DA tables (``results.csv``) and the tier entries of ``summary.json`` are recomputed
 from ``per_seed.csv`` with ``augkd.rank.aggregate`` (the study ran before rank wrote tiers; its
-runs did not record the one-run bootstrap errors, so ± is the seed SE alone). This renders ``augkd.report``'s ``report.html`` / ``report.md`` and ranking figures from
-them, and replaces its scatters with the two-panel scatter of ``cifar10_cpu_report.py`` (the
-crowded middle enlarged, error bars labelled), in the PNG files and in the HTML.
+runs did not record the one-run bootstrap errors, so ± is the seed SE alone). This renders
+``augkd.report``'s ``report.html`` / ``report.md`` and ranking figures from them, and replaces
+its scatters with the two-panel scatter of ``cifar10_cpu_report.py`` (the crowded middle
+enlarged, error bars labelled), in the PNG files and in the HTML.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from cifar10_cpu_report import SCATTER_ALT, embed_png, scatter_png  # experiments/, beside this
 
 from augkd.metrics.tiers import effect_vs_noise
 from augkd.rank import aggregate
 from augkd.report import build_report
-from cifar10_cpu_report import SCATTER_ALT, embed_png, scatter_png  # experiments/, beside this
 
 MODES = ("per-image", "per-batch")
 TITLE = "digits: resnet20 → resnet8, 9 DAs, 3 seeds, 30 student epochs"

@@ -161,7 +161,8 @@ def test_two_forward_losses_equal_the_reference_step(digits, teacher_run):
         t_x, t_aug = trainer.teacher(x), trainer.teacher(x_aug)
     expected = kd_terms(reference(x), t_x, labels, reference(x_aug), t_aug, temperature=4.0)
     for name in ("task", "distill"):
-        assert float(losses[name].detach()) == pytest.approx(float(expected[name].detach()), rel=1e-5)
+        assert float(losses[name].detach()) == pytest.approx(float(expected[name].detach()),
+                                                             rel=1e-5)
 
 
 # ------------------------------------------------------------------ 3. the paper's mode, end to end

@@ -55,6 +55,11 @@ _FIELDS = {
     "batch_size": (int, "batch size (default 64; the global batch under torchrun)"),
     "lr": (float, "initial lr (default 0.05; 0.01 for MobileNetV2 / ShuffleNets)"),
     "momentum": (float, "SGD momentum (default 0.9)"),
+    "optimizer": (str, "sgd (default) | adamw, options as a spec: 'sgd(nesterov=true)', "
+                       "'adamw(beta1=0.9, beta2=0.999, eps=1e-8)' (give AdamW an lr: --lr 1e-3)"),
+    "schedule": (str, "lr schedule, stepped per epoch: multistep (default: x lr_decay_rate at "
+                      "62.5/75/87.5 %% of the epochs) | cosine | constant, each with an "
+                      "optional linear warm-up: 'cosine(warmup=5, min_lr=0.0)'"),
     "weight_decay": (float, "weight decay (default 5e-4)"),
     "seed": (int, "seed of every random stream (default 0)"),
     "device": (str, "auto | cpu | cuda | cuda:N (default auto)"),

@@ -600,8 +600,7 @@ def search_agb_lambda(
     for lam in cfg.agb_search_lambdas:
         if any(abs(r["lambda"] - lam) < 1e-12 for r in rows):
             continue
-        warm = cfg.replace(epochs=cfg.search_epochs, lr_decay_fractions=(1.0,),
-                           agb_search=False, agb_lambda=lam)
+        warm = cfg.at_initial_lr(epochs=cfg.search_epochs, agb_search=False, agb_lambda=lam)
         trainer = Trainer(warm, fit_split, hold_split, run=None,
                           label=f"AGB search, lambda {lam:g}:", evaluated_on="held-out",
                           **common)

@@ -117,6 +117,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     lr_decay_fractions: tuple[float, ...] = (0.625, 0.75, 0.875)
     lr_decay_rate: float = 0.1
+    # the optimizer and the lr schedule, augkd.training.optim specs such as "adamw(beta2=0.99)"
+    # and "cosine(warmup=5)"; SGD reads momentum and multistep lr_decay_* (fields above)
+    optimizer: str = "sgd"
+    schedule: str = "multistep"
     seed: int = 0
     device: str = "auto"
     bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
@@ -234,6 +238,10 @@ class TrainConfig:
             except ValueError as err:
                 raise ValueError(f"quant: {err}") from None
         self.balancer_options(check=True)  # a bad name, option or value fails here, by name
+        from augkd.training.optim import resolve_optimizer, resolve_schedule
+
+        resolve_optimizer(self.optimizer, self.momentum)
+        resolve_schedule(self.schedule).check(self.epochs)
         MODELS.get(self.model)
         if self.teacher_model is not None:
             MODELS.get(self.teacher_model)
@@ -300,6 +308,16 @@ class TrainConfig:
     def lr_milestones(self) -> list[int]:
         """Epochs after which the lr is multiplied by ``lr_decay_rate`` (150/180/210 of 240)."""
         return sorted({max(1, round(f * self.epochs)) for f in self.lr_decay_fractions})
+
+    def at_initial_lr(self, **changes: Any) -> TrainConfig:
+        """A copy (with ``changes``) whose lr stays at its initial value (after the schedule's
+        warm-up, if any, shortened to fit): AGB's warm-up search and a tune trial train so."""
+        from augkd.training.optim import resolve_schedule
+
+        epochs = changes.get("epochs", self.epochs)
+        warmup = min(resolve_schedule(self.schedule).warmup, epochs - 1)
+        schedule = f"constant(warmup={warmup})" if warmup else "multistep"
+        return self.replace(**changes, schedule=schedule, lr_decay_fractions=(1.0,))
 
     def to_dict(self) -> dict[str, Any]:
         """A YAML/JSON-friendly dict (tuples become lists)."""

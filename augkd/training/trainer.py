@@ -42,6 +42,7 @@ from augkd.training.batches import shuffled_batches
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
 from augkd.training.loggers import epoch_line, open_loggers, show_bars
+from augkd.training.optim import build_optimizer, build_scheduler
 from augkd.training.run import RunDir
 from augkd.training.step import Batch, StepContext, StepParts, TaskOnly, train_step
 from augkd.trust import reading_folder
@@ -230,10 +231,9 @@ class Trainer:
         balancer_params = list(self.balancer.parameters()) if self.balancer is not None else []
         if balancer_params:  # e.g. uncertainty weighting's log-variances: no weight decay
             groups.append({"params": balancer_params, "weight_decay": 0.0})
-        self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_decay_rate
-        )
+        self.optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum)
+        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.epochs,
+                                         cfg.lr_milestones, cfg.lr_decay_rate)
         self.epoch = 0
         self.last_eval: dict[str, float] | None = None
 

@@ -128,8 +128,8 @@ class TuneResult:
 
 def trial_config(student: TrainConfig, tune_cfg: TuneConfig, beta: float) -> TrainConfig:
     """The student config of one trial: manual balancer at ``(w_task, beta)``, constant lr."""
-    return student.replace(balancer="manual", w_task=tune_cfg.w_task, w_distill=float(beta),
-                           agb_search=False, lr_decay_fractions=(1.0,), progress=False)
+    return student.at_initial_lr(balancer="manual", w_task=tune_cfg.w_task,
+                                 w_distill=float(beta), agb_search=False, progress=False)
 
 
 def shown_url(url: str) -> str:

@@ -5,7 +5,7 @@
 The two results folders inside (``per-image/``, ``per-batch/``: ``per_seed.csv``, ``results.csv``,
 ``summary.json``, as ``python -m augkd.rank --validate --both-modes`` wrote them) are the raw
 data. The per-DA tables (``results.csv``) and the tier entries of ``summary.json`` are recomputed
-from ``per_seed.csv`` with ``augkd.rank.aggregate`` (the study ran before rank wrote tiers; its
+from ``per_seed.csv`` with ``augkd.ranking.aggregate`` (the study ran before rank wrote tiers; its
 runs did not record the one-run bootstrap errors, so ± is the seed SE alone). This renders
 ``augkd.report``'s ``report.html`` / ``report.md`` and ranking figures from them, and replaces
 its scatters with the two-panel scatter of ``cifar10_cpu_report.py`` (the crowded middle
@@ -22,7 +22,7 @@ import pandas as pd
 from cifar10_cpu_report import SCATTER_ALT, embed_png, scatter_png  # experiments/, beside this
 
 from augkd.metrics.tiers import effect_vs_noise
-from augkd.rank import aggregate
+from augkd.ranking import aggregate
 from augkd.report import build_report
 
 MODES = ("per-image", "per-batch")

@@ -26,13 +26,13 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from cifar10_cpu_report import DA_COLOURS, embed_png  # noqa: E402  (experiments/, beside this)
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from augkd.report import build_report, write_results  # noqa: E402
-from cifar10_cpu_report import DA_COLOURS, embed_png  # noqa: E402  (experiments/, beside this)
 
 RANKING_ALT = "ranking by T. stddev"
 #: colours of the DAs that come from other libraries, by library

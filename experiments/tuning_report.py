@@ -183,7 +183,7 @@ def _cut_error_bars(ax, x, y, e, lowest) -> tuple[float, float]:
     at the edge and labelled with its std and its lowest seed."""
     reach = np.minimum(e, CLIP_STD)
     lo, hi = float(np.nanmin(y - reach)) - 1.0, float(np.nanmax(y + reach)) + 1.0
-    for xi, yi, ei, low in zip(x, y, e, lowest, strict=True):
+    for xi, _yi, ei, low in zip(x, y, e, lowest, strict=True):
         if ei > CLIP_STD:
             ax.annotate(f"bar ± {ei:.1f}, cut:\none seed {low:.1f} %", (xi, lo),
                         xytext=(-8, 14), textcoords="offset points", ha="right", fontsize=7.5,

@@ -28,7 +28,7 @@ from augkd.data.dataset import PUBLISHED_STATS, resize_images, stratified_subset
 from augkd.metrics import mark_trained, measure_t_stddev
 from augkd.models import create_model
 from augkd.rank import main as rank_main
-from augkd.rank import measure_aug
+from augkd.ranking import measure_aug
 from augkd.sweep import SpecError, load_spec
 from augkd.sweep import main as sweep_main
 from augkd.train import main as train_main

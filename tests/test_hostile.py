@@ -375,7 +375,8 @@ def test_two_ranks_never_train_the_same_cached_teacher(tmp_path, digits):
     import fcntl
     import threading
 
-    from augkd.rank import RankConfig, obtain_teacher
+    from augkd.ranking import RankConfig
+    from augkd.ranking.measure import obtain_teacher
 
     cfg = RankConfig(teacher="resnet8", teacher_epochs=1, cache_dir=str(tmp_path), device="cpu",
                      progress=False)

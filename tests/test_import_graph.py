@@ -98,3 +98,18 @@ def test_the_finder_sees_a_lazy_circle():
     graph = import_graph()
     assert "augkd.augment.spec" in graph["augkd.augment.base"]  # imported inside __str__
     assert "augkd.training" not in graph["augkd.training.trainer"]  # its own package: no edge
+
+
+#: The command-line modules: thin layers over the library, which never imports them back
+#: (a package's ``__init__`` may re-export its own command line's entry points).
+CLIS = {"augkd.rank", "augkd.train", "augkd.sweep.cli", "augkd.tune.cli", "augkd.report.cli"}
+
+
+def test_the_library_imports_no_command_line():
+    graph = import_graph()
+    facades = {cli.rpartition(".")[0] for cli in CLIS}  # augkd.sweep re-exports sweep.cli
+    library = [m for m in module_names() if m not in CLIS | facades
+               and not m.endswith("__main__")]
+    wrong = {m: sorted(graph[m] & CLIS) for m in library if graph[m] & CLIS}
+    assert not wrong, f"library modules importing a command line: {wrong}"
+    assert "augkd.ranking.measure" in graph["augkd.sweep.runner"]  # the sweep's unit

@@ -167,7 +167,7 @@ def test_external_da_cpu_tables(scripts):
 @pytest.mark.parametrize("mode", ["per-image", "per-batch"])
 def test_digits_tables(scripts, mode):
     from augkd.metrics import correlations
-    from augkd.rank import aggregate
+    from augkd.ranking import aggregate
 
     folder = REPORTS / "digits" / "resnet20-resnet8" / mode
     table, tiers = aggregate(pd.read_csv(folder / "per_seed.csv"))

@@ -217,7 +217,7 @@ def test_ctrl_c_stops_a_sweep_and_its_workers(tmp_path):
 
 # ------------------------------------------------------------------ 6. the Python API
 def test_rank_augmentations_in_one_call(small_teacher, tmp_path):
-    from augkd.rank import Ranking, rank_augmentations
+    from augkd.ranking import Ranking, rank_augmentations
 
     lines: list[str] = []
     ranking = rank_augmentations(small_teacher, ["identity", "flip"], epochs=2, group_size=4,
@@ -236,7 +236,7 @@ def test_rank_augmentations_in_one_call(small_teacher, tmp_path):
 
 def test_default_stands_for_the_nine_das():
     from augkd.augment import PAPER_DAS
-    from augkd.rank import expand_augs
+    from augkd.ranking import expand_augs
 
     noise = "kornia:RandomGaussianNoise(std=0.05, p=1.0)"
     assert expand_augs(["default", noise]) == (*PAPER_DAS, noise)

@@ -25,7 +25,9 @@ from augkd.metrics.tiers import (
     leader_tiers,
 )
 from augkd.metrics.tstddev import t_stddev_from_group_means
-from augkd.rank import RankConfig, agb_search_error, aggregate, caveats, judge, print_table
+from augkd.ranking import RankConfig, aggregate, caveats, judge
+from augkd.ranking.measure import agb_search_error
+from augkd.ranking.table import print_table
 
 
 def one_run(mean: float, se: float) -> Estimate:

@@ -16,7 +16,7 @@ import yaml
 from augkd.augment.pipeline import Normalize
 from augkd.data import load_dataset
 from augkd.files import remove_stale_temporaries
-from augkd.rank import measure_aug, needs_student_scorer
+from augkd.ranking.measure import measure_aug, needs_student_scorer
 from augkd.sweep.spec import (
     Job,
     SpecError,

@@ -21,7 +21,7 @@ from augkd.data import DATASETS, accepted_options
 from augkd.data.dataset import TRANSFORM_OPTIONS, USE_OPTIONS
 from augkd.distill import DEFAULT_DISTILLER, resolve_method
 from augkd.models import MODELS
-from augkd.rank import MODES
+from augkd.ranking.config import MODES
 from augkd.training import TrainConfig, default_lr
 from augkd.training.config import MAX_SEED, yaml_error
 from augkd.training.run import safe_name

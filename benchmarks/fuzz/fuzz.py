@@ -1285,14 +1285,15 @@ def _check_cli_train(argv: list[str], tmp: Path, timeout: float) -> Record:
 def rank_config_from_argv(argv: list[str]) -> Any:
     """Parse ``argv`` with augkd.rank's parser and build the RankConfig as ``main`` does."""
     import augkd.rank as rank
+    from augkd.ranking import MODES, RankConfig
 
     args = rank.build_parser().parse_args(argv)
-    modes = rank.MODES if args.both_modes else (
+    modes = MODES if args.both_modes else (
         ("per-batch",) if args.per_batch else ("per-image",))
-    kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(rank.RankConfig)
+    kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(RankConfig)
               if hasattr(args, f.name)}
     kwargs.update(augs=tuple(args.augs), modes=modes, progress=not args.no_progress)
-    return rank.RankConfig(**kwargs)
+    return RankConfig(**kwargs)
 
 
 def _check_cli_rank(argv: list[str], tmp: Path, timeout: float) -> Record:

@@ -71,7 +71,8 @@ _FIELDS = {
                      "'fitnet(hint_layer=2)' (augkd.distill.list_distillers())"),
     "temperature": (float, "KD temperature (default 4)"),
     "balancer": (str, "agb (default) | manual | uncertainty | gradnorm, options as a spec: "
-                      "'gradnorm(alpha=1.0, lr=0.01)', 'uncertainty(init_log_var=0.5)'"),
+                      "'gradnorm(alpha=1.0, lr=0.01)', 'uncertainty(init_log_var=0.5)'; "
+                      "'agb(lam=0.3)' fixes AGB's lambda, 'agb(lam=search)' searches it"),
     "agb_lambda": (float, "fix AGB's lambda in [0, 1] and skip its warm-up search"),
     "agb_search_epochs": (int, "warm-up epochs per candidate lambda (default 5 x epochs/240, "
                                ">= 1)"),

@@ -341,12 +341,26 @@ def test_agb_and_manual_options_keep_their_config_fields():
 
 @pytest.mark.parametrize("spec, word", [
     ("gradnorm(alpah=1.0)", "alpah"), ("gradnorm(lr=0)", "'lr'"),
-    ("uncertainty(init_log_var=x)", "init_log_var"), ("agb(lam=0.3)", "agb_lambda"),
+    ("uncertainty(init_log_var=x)", "init_log_var"), ("agb(lam=1.5)", "lam=1.5"),
+    ("agb(lam=sometimes)", "search, or a number"),
     ("manual(w_task=1)", "field w_task"), ("gradnrom", "known: agb"),
 ])
 def test_a_bad_balancer_spec_is_refused_naming_the_option(spec, word):
     with pytest.raises(ValueError, match=word):
         TrainConfig(role="student", teacher="t", balancer=spec)
+
+
+def test_agb_lam_in_the_spec_is_the_search_switch_or_the_lambda():
+    fixed = TrainConfig(role="student", teacher="t", balancer="agb(lam=0.3)")
+    assert (fixed.balancer, fixed.agb_lambda, fixed.agb_search) == ("agb", 0.3, False)
+    assert not fixed.uses_agb_search and fixed.balancer_options()["lam"] == 0.3
+    off = TrainConfig(role="student", teacher="t", agb_search=False)
+    searched = off.replace(balancer="agb(lam=search)")
+    assert searched.balancer == "agb" and searched.uses_agb_search
+    # the same run as the field spelling: it resumes under either
+    assert fixed.differences(TrainConfig(role="student", teacher="t", agb_lambda=0.3,
+                                         agb_search=False)) == []
+    assert TrainConfig.from_dict(fixed.to_dict()) == fixed
 
 
 def test_cli_takes_a_balancer_spec():

@@ -33,7 +33,7 @@ RESOLVED_FIELDS = ("mean", "std")
 
 #: Balancer options that come from config fields, not from the ``balancer`` spec, so configs
 #: and run folders from before balancer specs keep their meaning (and AGB's search sets lam).
-BALANCER_FIELDS = {"agb": {"lam": "agb_lambda"},
+BALANCER_FIELDS = {"agb": {"lam": "agb_lambda"},  # (agb(lam=...) is read into the fields)
                    "manual": {"w_task": "w_task", "w_distill": "w_distill"}}
 
 # docs/protocol.md §1: lr 0.01 for MobileNetV2 and ShuffleNet students, 0.05 otherwise.
@@ -157,7 +157,33 @@ class TrainConfig:
     w_distill: float | None = None
 
     def __post_init__(self) -> None:
+        self._read_agb_lam()
         self.validate()
+
+    def _read_agb_lam(self) -> None:
+        """``balancer: agb(lam=search)`` is ``agb`` with the search on; ``agb(lam=0.3)`` is
+        ``agb`` at lambda 0.3 without it: the spec's lam moves into the fields
+        (``agb_search``, ``agb_lambda``), which the run records and resumes by, so both
+        spellings are one run. A sweep grid can then compare ``agb(lam=search)`` with fixed
+        lambdas."""
+        from augkd.grammar import format_value, parse_spec
+
+        try:
+            name, options = parse_spec(self.balancer, kind="balancer")
+        except ValueError:
+            return  # validate() names the problem
+        if name != "agb" or "lam" not in options:
+            return
+        lam = options.pop("lam")
+        if lam == "search":
+            self.agb_search = True
+        elif isinstance(lam, int | float) and not isinstance(lam, bool) and 0 <= lam <= 1:
+            self.agb_lambda, self.agb_search = float(lam), False
+        else:
+            raise ValueError(f"balancer agb: bad value lam={lam!r}; allowed: search, or a "
+                             "number in [0, 1]")
+        rest = ", ".join(f"{k}={format_value(v)}" for k, v in options.items())
+        self.balancer = f"agb({rest})" if rest else "agb"
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and what it accepts."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,14 @@ from tqdm.auto import tqdm
 
 import augkd
 from augkd.augment import create as create_augmentation
-from augkd.augment.pick import make_scorer
-from augkd.augment.pipeline import BASE_SPEC, Normalize, ViewPipeline
-from augkd.augment.resized_crop import CenterCrop
-from augkd.balance import create_balancer
-from augkd.distill import Distiller, DistillSetup, FeatureShapes, create_distiller
+from augkd.augment.pipeline import BASE_SPEC, ViewPipeline
 from augkd.metrics import evaluate
-from augkd.models import create_model
-from augkd.models.quant import quantize_model
 from augkd.training import distributed
 from augkd.training.batches import shuffled_batches
+from augkd.training.builder import build_components
 from augkd.training.checkpoint import atomic_save, load_checkpoint
 from augkd.training.config import TrainConfig
 from augkd.training.loggers import epoch_line, open_loggers, show_bars
-from augkd.training.optim import build_optimizer, build_scheduler
 from augkd.training.run import RunDir
 from augkd.training.step import Batch, StepContext, StepParts, TaskOnly, train_step
 from augkd.trust import reading_folder
@@ -157,97 +150,24 @@ class Trainer:
         # what this training is, on its progress bar and per-epoch lines ("" for the run itself)
         self.label = label
         self.evaluated_on = evaluated_on  # what the test_* figures are of, for the epoch lines
-        on_cuda = self.device.type == "cuda"
-        self.memory_format = (
-            torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
-        )
-        self.autocast = (
-            (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-            if (on_cuda and cfg.bf16)
-            else nullcontext
-        )
-
-        self.num_classes, self.in_channels = int(num_classes), int(in_channels)
-        torch.manual_seed(cfg.seed)  # the initial weights
         self.classes = list(classes) if classes is not None else None
-        self.model = create_model(cfg.model, num_classes, in_channels, classes=self.classes)
-        if cfg.quant:  # DoReFa: before the optimizer (and DDP, compile) see the layers
-            quantize_model(self.model, cfg.quant)
-        self.model = self.model.to(self.device)
-        self.model = self.model.to(memory_format=self.memory_format)
-        self.forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
-        self.dist = distributed.current()
-        if self.dist.enabled:  # see augkd.training.distributed for how ranks stay in sync
-            self.forward_model = nn.parallel.DistributedDataParallel(
-                self.forward_model, device_ids=[self.device] if on_cuda else None
-            )
-        self.teacher = teacher
-        if teacher is not None:
-            teacher.eval().requires_grad_(False)
-            teacher.to(memory_format=self.memory_format)
-
-        self.normalize = Normalize(mean, std)
         self.teacher_arch = teacher_arch
-        self.distiller: Distiller | None = None
-        self.method_params: list[nn.Parameter] = []
-        if cfg.role == "student":
-            self.distiller = self._build_distiller(train).to(self.device)
-            if self.distiller.pretrains and distiller_init is not None:
-                self.distiller.load_state_dict(distiller_init, strict=False)
-                self.distiller.finish_init()
-            self.method_params = [p for p in self.distiller.parameters() if p.requires_grad]
-
-        extra = None
-        if cfg.role == "student" and cfg.aug:
-            # --per-batch switches the DA to the paper's mode; without it the spec decides
-            extra = create_augmentation(cfg.aug, per_batch=True if cfg.per_batch else None)
-        # the method's own base DA (MLKD's four independently cropped rotations), else crop+flip
-        base = self.distiller.base_augmentation() if self.distiller is not None else None
-        self.base_aug = base_aug
-        self.eval_view = CenterCrop(eval_crop)
-        self.pipeline = ViewPipeline(base or create_augmentation(base_aug), extra,
-                                     self.normalize)
-        self.scorer = None
-        if self.pipeline.needs_scorer:
-            self.scorer = make_scorer(
-                extra.score, teacher=teacher, student=self.model, normalize=self.normalize
-            )
+        self.dist = distributed.current()
+        # every name of the config becomes its object here, and nowhere else: the model, the
+        # method, the DAs, the balancer, the optimizer and the schedule (augkd.training.builder);
+        # the trainer keeps them as its attributes (trainer.model, trainer.optimizer, ...)
+        self.components = build_components(
+            cfg, train, mean=mean, std=std, num_classes=num_classes, in_channels=in_channels,
+            teacher=teacher, agb_lambda=agb_lambda, distiller_init=distiller_init,
+            teacher_arch=teacher_arch, base_aug=base_aug, eval_crop=eval_crop,
+            classes=self.classes, distributed=self.dist)
+        vars(self).update(vars(self.components))
+        self.num_classes, self.in_channels = int(num_classes), int(in_channels)
         # a method with a pre-training stage trains only from its pre-trained state
         self._needs_init = (self.distiller is not None and self.distiller.pretrains
                             and distiller_init is None)
-
-        self.balancer = None
-        if cfg.role == "student":
-            self.agb_lambda = cfg.agb_lambda if agb_lambda is None else agb_lambda
-            name, options = cfg.balancer_name, cfg.balancer_options(self.agb_lambda)
-            self.balancer = create_balancer(name, **options).to(self.device)
-            if self.dist.enabled:
-                self.balancer.grad_reducer = distributed.all_reduce_mean
-
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        # the method's trainable parts train with the student: same optimizer, same decay
-        groups = [{"params": self.params + self.method_params,
-                   "weight_decay": cfg.weight_decay}]
-        balancer_params = list(self.balancer.parameters()) if self.balancer is not None else []
-        if balancer_params:  # e.g. uncertainty weighting's log-variances: no weight decay
-            groups.append({"params": balancer_params, "weight_decay": 0.0})
-        self.optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum)
-        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.epochs,
-                                         cfg.lr_milestones, cfg.lr_decay_rate)
         self.epoch = 0
         self.last_eval: dict[str, float] | None = None
-
-    def _build_distiller(self, train: Split) -> Distiller:
-        """The run's method, its modules shaped from one probe forward of both networks."""
-        sample = self.normalize(train.images[:2].to(self.device))
-        setup = DistillSetup(
-            student=FeatureShapes.probe(self.model, sample),
-            teacher=FeatureShapes.probe(self.teacher, sample),
-            train_labels=train.labels, epochs=self.cfg.epochs,
-            temperature=self.cfg.temperature, student_name=self.cfg.model,
-            teacher_name=self.teacher_arch or self.cfg.teacher_model or "",
-        )
-        return create_distiller(self.cfg.distill, setup)
 
     def pretrain_distiller(self, path: Path | None) -> dict[str, Tensor] | None:
         """The method's pre-training stage (FT's paraphraser), resumable; None for methods

@@ -36,7 +36,13 @@ from pathlib import Path
 
 from augkd.cli import add_trust_flag, apply_trust_flag, run_cli
 from augkd.training.api import DATA_SETTINGS, inherit_teacher_data, train
-from augkd.training.config import TrainConfig, apply_recipe, default_lr, read_yaml_mapping
+from augkd.training.config import (
+    TrainConfig,
+    apply_recipe,
+    default_lr,
+    flatten_blocks,
+    read_config_file,
+)
 from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
 from augkd.training.tensorboard import summary_writer_class
@@ -142,8 +148,8 @@ def config_from_args(args: argparse.Namespace,
                      values: dict | None = None) -> TrainConfig:
     """Defaults, then the YAML file (or ``values``, already read from it), then the flags."""
     if values is None:
-        values = read_yaml_mapping(args.config) if args.config else {}
-    values = dict(values)
+        values = read_config_file(args.config) if args.config else {}
+    values = flatten_blocks(values)
     if args.role:
         values["role"] = args.role
     for name in _FIELDS:

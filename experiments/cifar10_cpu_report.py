@@ -47,6 +47,7 @@ from scipy import stats  # noqa: E402
 from augkd.metrics import correlations, seed_bootstrap_correlations  # noqa: E402
 from augkd.report import build_report, write_results  # noqa: E402
 from augkd.report.labels import label_points  # noqa: E402
+from augkd.training.config import flatten_blocks
 
 #: The DA-in-KD paper's order by T. stddev on CIFAR-100, lowest first, in all four pairs
 #: (flip and identity tie at the end).
@@ -777,7 +778,7 @@ def main() -> None:
     teacher_model = spec["pairs"][0]["teacher"]
     teacher_dir = args.main / "teachers" / teacher_model
     summary = json.loads((teacher_dir / "summary.json").read_text())
-    config = yaml.safe_load((teacher_dir / "config.yaml").read_text())
+    config = flatten_blocks(yaml.safe_load((teacher_dir / "config.yaml").read_text()))
     teacher = {"test_top1": summary["last"]["test_top1"],
                "test_loss": summary["last"]["test_loss"], "run": str(teacher_dir),
                "source": f"{teacher_dir}/summary.json", "job_seconds": None}

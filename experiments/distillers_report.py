@@ -25,6 +25,8 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from augkd.training.config import flatten_blocks  # noqa: E402
+
 BALANCERS = ("manual", "agb")
 
 
@@ -120,7 +122,7 @@ def teacher_record(sweep: Path) -> dict | None:
     if not (run / "summary.json").is_file():
         return None
     summary = json.loads((run / "summary.json").read_text())
-    config = yaml.safe_load((run / "config.yaml").read_text())
+    config = flatten_blocks(yaml.safe_load((run / "config.yaml").read_text()))
     return {"run": str(run), "model": config.get("model"), "epochs": config.get("epochs"),
             "seed": config.get("seed"), "dataset": config.get("dataset"),
             "dataset_options": config.get("dataset_options"),

@@ -116,8 +116,8 @@ def test_adamw_cosine_run_records_its_recipe_and_resumes(tmp_path, digits, monke
                       optimizer="adamw(beta2=0.99)", schedule="cosine(warmup=1)", **FAST)
     full = train(cfg, tmp_path / "full", data=digits, log=lambda s: None)
     written = yaml.safe_load((full.run_dir / "config.yaml").read_text())
-    assert written["optimizer"] == "adamw(beta2=0.99)"
-    assert written["schedule"] == "cosine(warmup=1)"
+    assert written["optimization"]["optimizer"] == "adamw(beta2=0.99)"
+    assert written["optimization"]["schedule"] == "cosine(warmup=1)"
 
     original = Trainer.train_epoch
     seen_lrs = []

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from augkd.train import main as train_main
+from augkd.training.config import flatten_blocks
 from tests.helpers import FAST
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,8 @@ def test_epoch_lines_go_to_stdout_and_train_log(tmp_path, capsys):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(0 <= r["train_top1"] <= 100 for r in records)
     config = yaml.safe_load((out / "config.yaml").read_text())
+    assert "distillation" not in config and "balancing" not in config  # a teacher's blocks
+    config = flatten_blocks(config)
     for student_only in ("balancer", "agb_lambda", "temperature", "distill", "aug", "teacher"):
         assert student_only not in config
 
@@ -156,7 +159,7 @@ def test_a_student_takes_its_teachers_data(small_teacher, tmp_path, capsys):
     assert f"data as the teacher's ({small_teacher}): dataset digits, resize 6, " \
            "train_subset 300" in said
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["dataset_options"] == {"resize": 6, "train_subset": 300}
+    assert config["data"]["dataset_options"] == {"resize": 6, "train_subset": 300}
 
 
 def test_a_real_mismatch_names_the_options(small_teacher, tmp_path, capsys):

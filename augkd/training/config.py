@@ -36,6 +36,61 @@ RESOLVED_FIELDS = ("mean", "std")
 BALANCER_FIELDS = {"agb": {"lam": "agb_lambda"},  # (agb(lam=...) is read into the fields)
                    "manual": {"w_task": "w_task", "w_distill": "w_distill"}}
 
+#: How a run's config.yaml groups the fields, one block per concern. A config file may use
+#: these blocks or the flat field names (every config written before the blocks is flat);
+#: :func:`flatten_blocks` reads both.
+BLOCKS: dict[str, tuple[str, ...]] = {
+    "run": ("role", "model", "quant", "seed"),
+    "data": ("dataset", "root", "dataset_options", "mean", "std"),
+    "distillation": ("teacher", "teacher_model", "distill", "temperature", "aug", "per_batch",
+                     "joint_forward"),
+    "balancing": ("balancer", "agb_lambda", "agb_search", "agb_search_lambdas",
+                  "agb_search_epochs", "holdout_fraction", "w_task", "w_distill"),
+    "optimization": ("recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+                     "optimizer", "schedule", "lr_decay_fractions", "lr_decay_rate"),
+    "runtime": ("device", "bf16", "channels_last", "compile", "progress", "tensorboard",
+                "wandb", "allow_noop_aug"),
+}
+_BLOCK_OF = {name: block for block, names in BLOCKS.items() for name in names}
+
+
+def flatten_blocks(values: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig fields from a mapping that groups them in :data:`BLOCKS` or lists them flat
+    (or both); unknown keys pass through for :meth:`TrainConfig.from_dict` to name.
+
+    Raises:
+        ValueError: a block that is not a mapping, a key in the wrong block (the message names
+            the right one) or a field given twice.
+    """
+    out: dict[str, Any] = {}
+
+    def put(key: str, value: Any, where: str) -> None:
+        if key in out:
+            raise ValueError(f"config field {key!r} given twice ({where})")
+        out[key] = value
+
+    for key, value in values.items():
+        if key not in BLOCKS:
+            put(key, value, "flat and in a block")
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"config block {key!r} must map its fields "
+                             f"({', '.join(BLOCKS[key])}), got {type(value).__name__}")
+        for name, field_value in value.items():
+            if name not in BLOCKS[key]:
+                hint = (f"; {name!r} belongs in block {_BLOCK_OF[name]!r}"
+                        if name in _BLOCK_OF else "")
+                raise ValueError(f"unknown key {name!r} in config block {key!r}; its keys: "
+                                 f"{', '.join(BLOCKS[key])}{hint}")
+            put(name, field_value, f"in block {key!r} and elsewhere")
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The TrainConfig fields of a YAML config file, blocks flattened (:func:`flatten_blocks`)."""
+    return flatten_blocks(read_yaml_mapping(path))
+
+
 # docs/protocol.md §1: lr 0.01 for MobileNetV2 and ShuffleNet students, 0.05 otherwise.
 _LOW_LR_MODELS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
 
@@ -360,7 +415,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build a config from a dict, rejecting unknown keys by name."""
+        """Build a config from a dict of fields, flat or in :data:`BLOCKS`, rejecting unknown
+        keys by name."""
+        data = flatten_blocks(data)
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted((k for k in data if k not in known), key=repr)
         if unknown:
@@ -397,12 +454,16 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_yaml(self) -> str:
-        """The config as YAML, the fields that apply to its role only."""
-        return yaml.safe_dump(self.applicable_dict(), sort_keys=False)
+        """The config as YAML in its :data:`BLOCKS`, the fields that apply to its role only (a
+        teacher's has no distillation and balancing blocks)."""
+        values = self.applicable_dict()
+        blocks = {block: {name: values[name] for name in names if name in values}
+                  for block, names in BLOCKS.items()}
+        return yaml.safe_dump({k: v for k, v in blocks.items() if v}, sort_keys=False)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        return cls.from_dict(read_yaml_mapping(path))
+        return cls.from_dict(read_config_file(path))
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from augkd.training.checkpoint import atomic_write_text
-from augkd.training.config import TrainConfig, read_yaml_mapping
+from augkd.training.config import TrainConfig, read_config_file
 from augkd.trust import reading_folder
 
 
@@ -129,7 +129,7 @@ class RunDir:
         import no module unless folders are trusted, and a download it asks for is dropped
         (only ``--download`` on the command line starts one)."""
         with reading_folder(self.config):
-            values = read_yaml_mapping(self.config)
+            values = read_config_file(self.config)  # blocks, or the flat keys of old runs
             options = values.get("dataset_options")
             if isinstance(options, dict) and "download" in options:
                 values["dataset_options"] = {k: v for k, v in options.items() if k != "download"}

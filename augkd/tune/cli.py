@@ -22,7 +22,7 @@ import sys
 
 from augkd.cli import add_trust_flag, apply_trust_flag, run_cli, worker_log
 from augkd.train import FLAGS, add_config_flags, config_from_args
-from augkd.training.config import read_yaml_mapping
+from augkd.training.config import flatten_blocks, read_yaml_mapping
 from augkd.tune.search import PRUNERS, SAMPLERS, TuneConfig, run_worker, tune
 
 # the manual balancer at (w_task, beta) is what a trial is: these student flags do not apply
@@ -93,8 +93,8 @@ def tune_config_from_args(args: argparse.Namespace) -> TuneConfig:
 
 def student_config(args: argparse.Namespace):
     """The trials' student config: defaults, the YAML file less its ``tune:``, the flags."""
-    values = {k: v for k, v in read_yaml_mapping(args.config).items() if k != "tune"} \
-        if args.config else {}
+    values = flatten_blocks({k: v for k, v in read_yaml_mapping(args.config).items()
+                             if k != "tune"}) if args.config else {}
     for key in _NOT_FOR_TRIALS:
         if key in values:
             raise ValueError(f"{args.config}: {key!r} does not apply to tuning trials (each "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -105,9 +106,21 @@ class Augmentation(ABC):
 
     def __str__(self) -> str:
         """The canonical spec string, e.g. ``cutout(size=8)``; see :func:`augkd.augment.spec_of`."""
-        from augkd.augment.spec import spec_of  # spec.py imports this module
+        if _spec_writer is None:  # only while augkd.augment itself is being imported
+            return type(self).__name__
+        return _spec_writer(self)
 
-        return spec_of(self)
+
+#: Writes a DA's canonical spec: :func:`augkd.augment.spec.spec_of`, which that module sets
+#: with :func:`set_spec_writer` when it loads (it imports this module, so the dependency runs
+#: that way only; importing any DA imports the augkd.augment package, and so spec.py, first).
+_spec_writer: Callable[[Augmentation], str] | None = None
+
+
+def set_spec_writer(writer: Callable[[Augmentation], str]) -> None:
+    """Make ``str(aug)`` call ``writer(aug)`` (set once, by :mod:`augkd.augment.spec`)."""
+    global _spec_writer
+    _spec_writer = writer
 
 
 def check_images(images: Tensor) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from augkd.augment.base import Augmentation
+from augkd.augment.base import Augmentation, set_spec_writer
 from augkd.augment.external import (
     EXTERNAL_FORMS,
     create_external,
@@ -206,3 +206,4 @@ def spec_of(aug: Augmentation) -> str:
     return f"{name}({', '.join(f'{k}={format_value(v)}' for k, v in changed.items())})"
 
 
+set_spec_writer(spec_of)  # str(aug) is its spec

@@ -18,8 +18,8 @@ from augkd.balance import (
     create_balancer,
 )
 from augkd.balance.agb import ANGLE_EPS
-from augkd.distill import kd_terms
 from augkd.registry import UnknownNameError
+from tests.oracles import kd_terms
 
 # ----------------------------------------------------------------------------- helpers
 

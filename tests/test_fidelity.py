@@ -146,7 +146,7 @@ def test_each_view_gets_its_own_forward_by_default(digits, teacher_run, joint, u
 
 def test_two_forward_losses_equal_the_reference_step(digits, teacher_run):
     """Oracle: the default step's KD terms are those of separate student forwards on x, x~."""
-    from augkd.distill import kd_terms
+    from tests.oracles import kd_terms
 
     trainer = _student_trainer(digits, teacher_run)
     reference = create_model("resnet8", 10, 1)

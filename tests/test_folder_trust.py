@@ -16,8 +16,7 @@ import yaml
 from augkd.training import TrainConfig
 from augkd.training.run import RunDir
 from augkd.trust import UntrustedFolderError, reading_folder, trust_folders
-
-FAST = dict(dataset="digits", progress=False, device="cpu")
+from tests.helpers import FAST
 
 
 def _plant_module(tmp_path: Path, monkeypatch) -> tuple[str, Path]:

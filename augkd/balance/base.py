@@ -3,7 +3,7 @@
 A balancer turns the named losses of one forward pass, ``{"task": L_t, "distill": L_d}``, into
 ``.grad`` on the student's parameters; the trainer then calls ``optimizer.step()``::
 
-    losses = kd_terms(student_x, teacher_x, labels, student_aug, teacher_aug)
+    losses = {"task": ce, "distill": kd}         # the distiller's terms, unweighted
     balancer.backward(losses, student_params)   # writes (overwrites) every param's .grad
     optimizer.step()
 

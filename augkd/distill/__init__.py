@@ -3,8 +3,7 @@
 ``create_distiller("fitnet(hint_layer=2)", setup)`` builds a method; ``list_distillers()``
 names them: kd, fitnet, at, sp, cc, vid, rkd, pkt, ft, nst, crd, dkd, mlkd and gt
 (the labels as soft targets). Their pure loss
-functions are in :mod:`augkd.distill.functional`. :func:`kd_terms` is the two-view KD step
-of the benchmark as one function (the trainer composes the same from the ``kd`` distiller).
+functions are in :mod:`augkd.distill.functional`.
 """
 
 # registration order = the protocol's order of the methods
@@ -23,7 +22,7 @@ from augkd.distill.base import (
     register_distiller,
     resolve_method,
 )
-from augkd.distill.losses import kd_loss, kd_terms, task_loss
+from augkd.distill.losses import kd_loss, task_loss
 
 DEFAULT_DISTILLER = "kd"
 
@@ -38,7 +37,6 @@ __all__ = [
     "create_distiller",
     "framework_features",
     "kd_loss",
-    "kd_terms",
     "list_distillers",
     "method_options",
     "register_distiller",

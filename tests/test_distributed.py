@@ -103,3 +103,32 @@ def test_torchrun_cli_writes_one_run_folder(teacher_dir, tmp_path, nproc):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1  # rank 0 alone writes
     assert (out / "model.pt").is_file() and (out / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_on_a_stored_image_folder_in_host_memory(tmp_path):
+    """Two torchrun ranks on an image folder stored at 16 px: both ranks open the memory-mapped
+    cache at once (one is built, by one of them), and with the images in host memory
+    (data_on_device never) each rank gathers its rows of the same batches as with the images
+    on the device: the same weights, bit for bit."""
+    from tests.test_data_stored import build_folder
+
+    root = build_folder(tmp_path / "folder")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AUGKD_CACHE": str(tmp_path / "cache")}
+    weights = {}
+    for where in ("never", "always"):
+        config = tmp_path / f"{where}.yaml"
+        config.write_text(f"dataset: imagefolder\nroot: {root}\n"
+                          f"dataset_options: {{size: 16, workers: 1, data_on_device: {where}}}\n")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-port", str(_free_port()), "-m", "augkd.train", "teacher",
+               "--config", str(config), "--model", "resnet8", "--epochs", "2",
+               "--batch-size", "4", "--device", "cpu", "--no-progress",
+               "--out", str(tmp_path / where)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        weights[where] = torch.load(tmp_path / where / "model.pt", weights_only=False)["model"]
+    for name, value in weights["always"].items():
+        assert torch.equal(value, weights["never"][name]), name
+    stored = [p for p in (tmp_path / "cache").rglob("*.npy")]
+    assert stored and len({p.parent for p in stored}) == 1  # one cache, built once

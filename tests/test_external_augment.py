@@ -37,15 +37,12 @@ def random_images(b: int = 3, c: int = 3, h: int = 16, w: int = 16, seed: int = 
 
 @pytest.fixture
 def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Write the template of ``augkd.augment.external``'s docstring, plus two contract
-    breakers, into an importable module; return the module's name."""
-    doc = external.__doc__
-    start = doc.index("A user DA, e.g. in ``my_package/my_module.py``::")
-    lines = []
-    for line in doc[start:].splitlines()[1:]:
-        if line and not line.startswith(" "):
-            break
-        lines.append(line)
+    """Write the template of docs/augmentations.md, plus two contract breakers, into an
+    importable module; return the module's name."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "augmentations.md").read_text()
+    start = doc.index("```python\n", doc.index("A user\nDA, e.g. in `my_package/my_module.py`"))
+    lines = doc[start:].split("\n")[1:]
+    lines = lines[:lines.index("```")]
     extra = '''
 
 class Forgetful(Augmentation):

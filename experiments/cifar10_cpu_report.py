@@ -776,7 +776,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results, spec = load_sweep(args.main)
     teacher_model = spec["pairs"][0]["teacher"]
-    teacher_dir = args.main / "teachers" / teacher_model
+    given = spec["pairs"][0].get("teacher_run")  # a teacher trained outside the sweep
+    teacher_dir = Path(given) if given else args.main / "teachers" / teacher_model
     summary = json.loads((teacher_dir / "summary.json").read_text())
     config = flatten_blocks(yaml.safe_load((teacher_dir / "config.yaml").read_text()))
     teacher = {"test_top1": summary["last"]["test_top1"],

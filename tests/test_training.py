@@ -370,3 +370,32 @@ def test_cli_takes_a_balancer_spec():
                                       "gradnorm(alpha=1.0)"])
     cfg = config_from_args(args)
     assert cfg.balancer == "gradnorm(alpha=1.0)" and cfg.balancer_options() == {"alpha": 1.0}
+
+
+def test_a_teacher_of_the_whole_training_set_teaches_a_subset(digits_teacher, tmp_path):
+    """A teacher trained on all of digits teaches students on a class-stratified train_subset
+    of it (the same images: its checksum is recomputed from the subset's source), normalized
+    as the teacher was; other data is still refused."""
+    from augkd.data import load_dataset
+    from augkd.training.loading import is_training_subset, teacher_input_stats
+
+    full = load_dataset("digits")
+    subset = load_dataset("digits", train_subset=300)
+    _, manifest = load_teacher(digits_teacher, subset)
+    assert is_training_subset(manifest, subset) and not is_training_subset(manifest, full)
+    assert teacher_input_stats(manifest, subset) == (tuple(manifest["mean"]),
+                                                     tuple(manifest["std"]))
+    assert teacher_input_stats(manifest, subset)[0] != tuple(subset.mean)  # not the subset's
+    assert teacher_input_stats(manifest, full) == (tuple(full.mean), tuple(full.std))
+    with pytest.raises(ValueError, match="resize"):
+        load_teacher(digits_teacher, load_dataset("digits", resize=6, train_subset=300))
+    tampered = {**manifest, "dataset_checksum": "0" * 64}
+    assert not is_training_subset(tampered, subset)
+
+    cfg = TrainConfig(role="student", model="resnet8", teacher=str(digits_teacher), epochs=1,
+                      agb_search=False, dataset_options={"train_subset": 300}, **FAST)
+    lines = []
+    result = train(cfg, tmp_path / "s", data=subset, log=lines.append)
+    assert any("a train_subset of 300 of the teacher's training set" in s for s in lines)
+    written = RunDir(result.run_dir).read_config()
+    assert written.mean == tuple(manifest["mean"]) and written.std == tuple(manifest["std"])

@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -57,6 +58,10 @@ class Dataset:
         data_on_device: where a run keeps the images: ``auto`` (on the training device when
             they fit in half its free memory, else in host memory), ``always`` or ``never``
             (batches gathered in host memory and copied, the same batches either way).
+        source_checksum: the checksum before the load-time transforms (``resize``,
+            ``train_subset``); None when none was applied (then it is ``checksum``). A teacher
+            trained on the whole training set is checked against a student's subset with it
+            (:func:`transformed_checksum`).
     """
 
     name: str
@@ -73,6 +78,7 @@ class Dataset:
     base_aug: str = "crop+flip"
     eval_crop: float = 1.0
     data_on_device: str = "auto"
+    source_checksum: str | None = None
 
     def __post_init__(self) -> None:
         if self.data_on_device not in DATA_ON_DEVICE:
@@ -366,11 +372,19 @@ def apply_transforms(
         return data
     published = data.name in PUBLISHED_STATS
     mean, std = (data.mean, data.std) if published else channel_stats(train_images)
-    key = hashlib.sha256(f"{data.checksum}|{sorted(options.items())}".encode()).hexdigest()
     return dataclasses.replace(
         data, train_images=train_images, train_labels=train_labels, test_images=test_images,
-        mean=mean, std=std, checksum=key, options={**data.options, **options},
+        mean=mean, std=std, checksum=transformed_checksum(data.checksum, options),
+        options={**data.options, **options}, source_checksum=data.checksum,
     )
+
+
+def transformed_checksum(source: str, transforms: dict[str, Any]) -> str:
+    """The checksum of a dataset whose checksum was ``source`` before the load-time
+    ``transforms`` (``resize``, ``train_subset``, ``subset_seed``); ``source`` without any."""
+    if not transforms:
+        return source
+    return hashlib.sha256(f"{source}|{sorted(transforms.items())}".encode()).hexdigest()
 
 
 #: Published normalization constants ([0, 1] scale), used instead of the training split's

@@ -153,12 +153,13 @@ def obtain_scoring_student(cfg: RankConfig, data: Dataset, teacher_dir: Path, de
 
 
 def measure(cfg: RankConfig, data: Dataset, teacher, device, mode: str, out: Path, log=print,
-            student_scorer=None):
+            student_scorer=None, normalize: Normalize | None = None):
     """T. stddev of every DA and seed in one mode: a DataFrame with one row per (aug, seed).
 
-    ``student_scorer`` is the frozen trained student for DAs scored by the student."""
+    ``student_scorer`` is the frozen trained student for DAs scored by the student;
+    ``normalize`` the teacher's input normalization (default the dataset's)."""
     on_device = data.images_on(device)
-    normalize = Normalize(data.mean, data.std)
+    normalize = normalize if normalize is not None else Normalize(data.mean, data.std)
     rows = []
     (out / "tstddev").mkdir(parents=True, exist_ok=True)
     if cfg.tstddev_subset is not None and cfg.tstddev_subset > len(data.train_labels):

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from augkd.augment import PAPER_DAS
+from augkd.augment.pipeline import Normalize
 from augkd.data import load_dataset
 from augkd.metrics import correlations
 from augkd.ranking.config import (
@@ -32,6 +33,7 @@ from augkd.report import build_report, write_results
 from augkd.training.api import (
     inherit_teacher_data,
 )
+from augkd.training.loading import teacher_input_stats
 from augkd.training.trainer import resolve_device
 
 
@@ -57,7 +59,8 @@ def rank(cfg: RankConfig, log=print) -> dict[str, Path]:
         t0 = time.perf_counter()
         log(f"measuring T. stddev of {len(cfg.augs)} DAs ({mode}, {cfg.epochs} epochs, "
             f"batch {cfg.batch_size}, {cfg.seeds} seed(s)) on {device}")
-        per_seed = measure(cfg, data, teacher, device, mode, out, log, scorer)
+        per_seed = measure(cfg, data, teacher, device, mode, out, log, scorer,
+                           Normalize(*teacher_input_stats(manifest, data)))
         measure_seconds = time.perf_counter() - t0
         summary: dict[str, Any] = {
             "protocol": {

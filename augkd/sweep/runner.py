@@ -28,6 +28,7 @@ from augkd.sweep.spec import (
 from augkd.training import TrainConfig, load_student, load_teacher, train
 from augkd.training.api import train_once
 from augkd.training.checkpoint import atomic_write_text
+from augkd.training.loading import teacher_input_stats
 from augkd.training.run import RunDir, exclusive, safe_name, try_exclusive
 from augkd.training.trainer import resolve_device
 from augkd.trust import trust_folders
@@ -218,9 +219,10 @@ class SweepRunner:
         self.teacher_dir(job.model)
 
     def _teacher(self, model: str):
+        """The frozen teacher and its manifest."""
         if model not in self._teachers:
             self._teachers[model] = load_teacher(self.teacher_dir(model), self.data,
-                                                 self.device)[0]
+                                                 self.device)
         return self._teachers[model]
 
     def _scorer(self, job: Job):
@@ -237,13 +239,13 @@ class SweepRunner:
 
     def _run_tstddev(self, job: Job) -> None:
         ts = self.spec["tstddev"]
-        teacher = self._teacher(job.pair.teacher)
+        teacher, manifest = self._teacher(job.pair.teacher)
         student = self._scorer(job)
         data = self.data
         images = (data.train_images.to(self.device) if data.images_on(self.device)
                   else data.train_images)  # larger than the device: gathered per batch
         result = measure_aug(
-            teacher, images, Normalize(data.mean, data.std),
+            teacher, images, Normalize(*teacher_input_stats(manifest, data)),
             job.aug, job.mode, job.seed, student=student, epochs=ts["epochs"],
             batch_size=ts["batch_size"], group_size=ts["group_size"], progress=self.progress,
             teacher_name=f"teacher {self.teacher_path(job)}", base_aug=data.base_aug,

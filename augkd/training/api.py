@@ -37,6 +37,7 @@ from augkd.training.loading import (  # noqa: F401  (the loading API, re-exporte
     read_manifest,
     resolve_teacher_file,
     teacher_data_settings,
+    teacher_input_stats,
 )
 from augkd.training.loggers import RunLog
 from augkd.training.run import RunDir, default_run_name, exclusive
@@ -134,7 +135,20 @@ def train(
     # everything that can fail on bad input happens before the run folder is made
     device = resolve_device(cfg.device)
     data = data if data is not None else load_data(cfg)
+    stats_given = cfg.mean is not None and cfg.std is not None
     cfg = resolve_normalization(cfg, data)
+    teacher, teacher_manifest = None, None
+    if cfg.role == "student":
+        teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model,
+                                                 normalize=Normalize(cfg.mean, cfg.std), log=log)
+        log(f"teacher: {teacher_manifest['architecture']} from {cfg.teacher}")
+        stats = teacher_input_stats(teacher_manifest, data)
+        if stats != (tuple(data.mean), tuple(data.std)):  # a subset of the teacher's data
+            log(f"student data: a train_subset of {data.options['train_subset']} of the "
+                "teacher's training set, normalized with the teacher's mean and std"
+                + (" (the config's, as given)" if stats_given else ""))
+            if not stats_given:
+                cfg = cfg.replace(mean=stats[0], std=stats[1])
     if resume:
         diff = run.read_config().differences(cfg)
         if diff:
@@ -150,11 +164,6 @@ def train(
     train_split, test_split = _splits(data, device)
     if holdout:  # the test split is never read
         train_split, test_split = holdout_splits(cfg, train_split)
-    teacher, teacher_manifest = None, None
-    if cfg.role == "student":
-        teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model,
-                                                 normalize=Normalize(cfg.mean, cfg.std), log=log)
-        log(f"teacher: {teacher_manifest['architecture']} from {cfg.teacher}")
     dist_info = distributed.current()
     with run.lock() if dist_info.is_main else nullcontext():
         if dist_info.is_main:

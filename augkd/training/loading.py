@@ -13,6 +13,7 @@ from torch import nn
 
 from augkd.augment.pipeline import Normalize
 from augkd.data import Dataset, load_dataset
+from augkd.data.dataset import transformed_checksum
 from augkd.metrics.evaluate import evaluate
 from augkd.models import (
     MODELS,
@@ -266,13 +267,50 @@ def load_weights(model: nn.Module, state: dict[str, Any], path: Path, architectu
                          f"{detail[:300]}") from None
 
 
+#: Data options that change no image and no label (a run may differ in them from its teacher).
+_RUNTIME_OPTIONS = ("download", "data_on_device", "workers")
+
+
+def is_training_subset(manifest: dict[str, Any], dataset: Dataset) -> bool:
+    """Whether ``dataset`` is the teacher's data (``manifest``) with its training split cut to a
+    ``train_subset``: the same source and options but the subset, and the teacher's recorded
+    checksum recomputed from ``dataset``'s source checksum (so the images are the same ones).
+    A teacher trained on the whole training set may teach students on a subset of it."""
+    theirs = manifest.get("dataset_options")
+    if not isinstance(theirs, dict) or manifest.get("dataset") != dataset.name:
+        return False
+    mine = dataset.options
+    if theirs.get("train_subset") is not None or mine.get("train_subset") is None:
+        return False
+    subset = ("train_subset", "subset_seed")
+    drop = (*_RUNTIME_OPTIONS, *subset)
+    if ({k: v for k, v in theirs.items() if k not in drop}
+            != {k: v for k, v in mine.items() if k not in drop}):
+        return False
+    transforms = {k: theirs[k] for k in ("resize",) if theirs.get(k) is not None}
+    source = dataset.source_checksum or dataset.checksum
+    return transformed_checksum(source, transforms) == manifest.get("dataset_checksum")
+
+
+def teacher_input_stats(manifest: dict[str, Any], dataset: Dataset
+                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std that normalize a teacher's inputs on ``dataset``: the dataset's, or,
+    where ``dataset`` is a training subset of the teacher's data (:func:`is_training_subset`),
+    the teacher's own, recorded in its manifest (a subset's statistics differ a little)."""
+    if (manifest.get("dataset_checksum") not in (None, dataset.checksum)
+            and manifest.get("mean") and manifest.get("std")):
+        return tuple(manifest["mean"]), tuple(manifest["std"])
+    return tuple(dataset.mean), tuple(dataset.std)
+
+
 def _check_manifest(path: Path, manifest: dict[str, Any], dataset: Dataset) -> None:
     problems = []
     if manifest.get("num_classes") != dataset.num_classes:
         problems.append(f"{manifest.get('num_classes')} classes, not {dataset.num_classes}")
     if manifest.get("in_channels") != dataset.in_channels:
         problems.append(f"{manifest.get('in_channels')} input channels, not {dataset.in_channels}")
-    if manifest.get("dataset_checksum") != dataset.checksum:
+    if (manifest.get("dataset_checksum") != dataset.checksum
+            and not is_training_subset(manifest, dataset)):
         problems.append(_data_difference(manifest, dataset))
     if problems:
         raise ValueError(f"teacher {path} does not fit this dataset: it has {'; '.join(problems)}")

@@ -252,3 +252,13 @@ def test_per_image_tstddev_tables(tmp_path):
     built = (tmp_path / "tstddev.md").read_text()
     assert built == (folder / "tstddev.md").read_text()
     assert built in (folder / "README.md").read_text()
+
+
+@pytest.mark.parametrize("study, folder", [("kd-vs-crd", "kd-vs-crd-cpu")])
+def test_evidence_study_tables(evidence, tmp_path, study, folder):
+    """A study report's tables.md, rebuilt from its committed results.csv, is the one committed
+    and the one its README shows."""
+    committed = REPORTS / folder
+    text = evidence.STUDIES[study](pd.read_csv(committed / "results.csv"), tmp_path)
+    assert text == (committed / "tables.md").read_text()
+    assert text.strip() in (committed / "README.md").read_text()

@@ -12,8 +12,7 @@ from augkd.train import build_parser, config_from_args
 from augkd.training import TrainConfig, train
 from augkd.training.config import BLOCKS, flatten_blocks
 from augkd.training.run import RunDir
-from augkd.training.trainer import Trainer
-from tests.helpers import FAST
+from tests.helpers import FAST, train_killed_in_epoch
 
 
 def test_every_field_is_in_exactly_one_block():
@@ -63,17 +62,7 @@ def test_a_config_file_in_blocks_and_flags_over_it(tmp_path):
 def test_an_old_flat_run_folder_resumes_and_is_rewritten_in_blocks(tmp_path, digits,
                                                                     monkeypatch):
     cfg = TrainConfig(role="teacher", model="resnet8", epochs=2, **FAST)
-    original = Trainer.train_epoch
-
-    def killed_in_epoch_2(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "r", data=digits, log=lambda s: None)
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    train_killed_in_epoch(monkeypatch, 2, cfg, tmp_path / "r", data=digits)
     flat = cfg.applicable_dict()  # what every run folder from before the blocks holds
     (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump(flat))
     assert RunDir(tmp_path / "r").read_config() == cfg and flatten_blocks(flat) == flat

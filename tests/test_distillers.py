@@ -40,7 +40,7 @@ from augkd.training import Split, TrainConfig, Trainer, load_teacher, train
 from augkd.training.checkpoint import load_checkpoint
 from augkd.training.run import RunDir
 from augkd.training.step import Batch, StepContext, loss_terms, step_views
-from tests.helpers import FAST, write_changed_spec
+from tests.helpers import FAST, train_killed_in_epoch, write_changed_spec
 
 ALL_METHODS = ("kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ft", "nst", "crd", "dkd",
                "mlkd", "gt")
@@ -388,17 +388,7 @@ def test_a_killed_run_of_a_method_with_state_resumes_to_identical_weights(
         tmp_path, digits, teacher_run, monkeypatch, method):
     cfg = _student_cfg(teacher_run, method, "agb")
     full = train(cfg, tmp_path / "full", data=digits, log=lambda s: None)
-    original = Trainer.train_epoch
-
-    def dies_in_epoch_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "killed", data=digits, log=lambda s: None)
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    train_killed_in_epoch(monkeypatch, 3, cfg, tmp_path / "killed", data=digits)
     resumed = train(cfg, tmp_path / "killed", resume=True, data=digits, log=lambda s: None)
     a = load_checkpoint(full.run_dir / "checkpoint.pt")
     b = load_checkpoint(resumed.run_dir / "checkpoint.pt")

@@ -13,8 +13,7 @@ from augkd.train import main as train_main
 from augkd.training import TrainConfig, train
 from augkd.training.checkpoint import load_checkpoint
 from augkd.training.optim import build_optimizer, build_scheduler, lr_factors
-from augkd.training.trainer import Trainer
-from tests.helpers import FAST
+from tests.helpers import FAST, train_killed_in_epoch
 
 
 def _lrs(spec: str, epochs: int, milestones=(), gamma=0.1, lr=0.05, optimizer="sgd"):
@@ -119,19 +118,10 @@ def test_adamw_cosine_run_records_its_recipe_and_resumes(tmp_path, digits, monke
     assert written["optimization"]["optimizer"] == "adamw(beta2=0.99)"
     assert written["optimization"]["schedule"] == "cosine(warmup=1)"
 
-    original = Trainer.train_epoch
     seen_lrs = []
-
-    def dies_in_epoch_2(self, epoch):
-        seen_lrs.append(self.optimizer.param_groups[0]["lr"])
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "killed", data=digits, log=lambda s: None)
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    train_killed_in_epoch(monkeypatch, 2, cfg, tmp_path / "killed", data=digits,
+                          before_epoch=lambda t, e: seen_lrs.append(
+                              t.optimizer.param_groups[0]["lr"]))
     resumed = train(cfg, tmp_path / "killed", resume=True, data=digits, log=lambda s: None)
     assert seen_lrs == pytest.approx([1e-3, 2e-3])  # the warm-up epoch at half the lr
     a = load_checkpoint(full.run_dir / "model.pt")["model"]

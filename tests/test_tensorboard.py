@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from augkd.training import TrainConfig, Trainer, train
+from augkd.training import TrainConfig, train
 from augkd.training.run import RunDir
+from tests.helpers import train_killed_in_epoch
 
 pytest.importorskip("tensorboard")
 
@@ -107,17 +108,7 @@ def test_kill_between_the_scalars_and_the_checkpoint_repeats_no_step(digits, tmp
 
 def test_turned_on_at_resume_replays_the_finished_epochs(digits, tmp_path, monkeypatch):
     cfg = TrainConfig(role="teacher", epochs=3, **FAST)
-    original = Trainer.train_epoch
-
-    def killed_in_epoch_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", data=digits, log=quiet)
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    train_killed_in_epoch(monkeypatch, 3, cfg, tmp_path / "run", data=digits)
     run = RunDir(tmp_path / "run")
     assert not run.tensorboard.exists()
     train(cfg.replace(tensorboard=True), run.path, resume=True, data=digits, log=quiet)

@@ -81,9 +81,9 @@ def test_load_student_checks_role_data_and_teacher(digits, teacher_run, student_
                   tmp_path / "other", data=digits, log=lambda s: None).run_dir
     with pytest.raises(ValueError, match="distilled from teacher"):
         load_student(student_run, digits, teacher=other)
-    smaller = load_dataset("digits", train_subset=500)
+    resized = load_dataset("digits", resize=6)  # a train_subset alone is allowed: a subset
     with pytest.raises(ValueError, match="does not fit this dataset"):
-        load_student(student_run, smaller)
+        load_student(student_run, resized)
 
 
 def test_rank_trains_and_caches_a_scorer_or_takes_student_run(tmp_path, capsys, teacher_run,

@@ -561,10 +561,12 @@ def test_a_teacher_of_other_dataset_options_names_them(teacher, tmp_path):
     from augkd.data import load_dataset
     from augkd.training import load_teacher
 
-    subset = load_dataset("digits", train_subset=300)
-    with pytest.raises(ValueError, match=r"other data \(teacher: train_subset none.*; "
-                                         r"this run: train_subset 300"):
-        load_teacher(teacher, subset, log=lambda s: None)
+    # (a train_subset of the teacher's own data alone is allowed: test_training)
+    other = load_dataset("digits", resize=6, train_subset=300)
+    with pytest.raises(ValueError, match=r"other data \(teacher: train_subset none, subset_seed "
+                                         r"none, resize none; this run: train_subset 300, "
+                                         r"subset_seed 0, resize 6\)"):
+        load_teacher(teacher, other, log=lambda s: None)
 
 
 # ------------------------------------------------------------------ 12. one line, not a traceback

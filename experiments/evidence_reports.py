@@ -38,6 +38,7 @@ from scipy import stats  # noqa: E402
 
 from augkd.metrics import correlations  # noqa: E402
 from augkd.metrics.tiers import estimate, leader_tiers  # noqa: E402
+from augkd.training.config import flatten_blocks  # noqa: E402
 
 LOSS, ACC = "last_test_loss", "last_test_acc"
 
@@ -356,9 +357,11 @@ def teacher_record(sweep: Path) -> dict:
     pair = spec["pairs"][0]
     folder = Path(pair.get("teacher_run") or sweep / "teachers" / pair["teacher"])
     summary = json.loads((folder / "summary.json").read_text())
+    config = flatten_blocks(yaml.safe_load((folder / "config.yaml").read_text()))
     return {"folder": str(folder), "model": pair["teacher"],
             "test_top1": summary["last"]["test_top1"], "test_loss": summary["last"]["test_loss"],
-            "epochs": summary.get("epochs"), "seed": summary.get("seed")}
+            "epochs": config.get("epochs"), "seed": config.get("seed"),
+            "dataset": config.get("dataset"), "dataset_options": config.get("dataset_options")}
 
 
 def main() -> None:

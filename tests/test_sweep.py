@@ -205,3 +205,22 @@ def test_a_grid_balancer_spec_reaches_the_student_and_names_its_folder(tmp_path)
     job = next(j for j in students if j.balancer != "manual")
     cfg = student_config(sweep.spec, job, teacher="t")
     assert cfg.balancer_options() == {"alpha": 1.0}
+
+
+def test_grid_optimizer_and_schedule_reach_the_student_and_name_its_folder(tmp_path):
+    """The optimization family is a grid axis like the balancer: a default value keeps the
+    folder names of sweeps from before the axis; another is written into the name."""
+    from augkd.sweep.spec import student_config
+
+    sweep = load_spec(write_spec(tmp_path, grid__optimizer=["sgd", "adamw(beta2=0.99)"],
+                                 grid__schedule=["multistep", "cosine(warmup=1)"],
+                                 grid__epochs=[2]))
+    students = [j for j in sweep.jobs() if j.kind == "student"]
+    names = {j.key.split("/")[-1].rsplit("-per", 1)[0] for j in students}
+    assert names == {"manual", "adamw_beta2_0.99_-manual", "cosine_warmup_1_-manual",
+                     "adamw_beta2_0.99_-cosine_warmup_1_-manual"}
+    job = next(j for j in students if j.optimizer != "sgd" and j.schedule != "multistep")
+    cfg = student_config(sweep.spec, job, teacher="t")
+    assert (cfg.optimizer, cfg.schedule) == ("adamw(beta2=0.99)", "cosine(warmup=1)")
+    with pytest.raises(SpecError, match=r"grid\.schedule: cosine: bad value warmup=5"):
+        load_spec(write_spec(tmp_path, grid__schedule=["cosine(warmup=5)"], grid__epochs=[2]))

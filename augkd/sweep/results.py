@@ -12,6 +12,7 @@ from augkd.distill import DEFAULT_DISTILLER
 from augkd.metrics import correlations, seed_bootstrap_correlations
 from augkd.report import write_results
 from augkd.sweep.runner import SweepRunner, read_tstddev_record
+from augkd.sweep.spec import Job
 from augkd.training.run import RunDir, safe_name
 
 
@@ -35,8 +36,8 @@ def collect(runner: SweepRunner) -> pd.DataFrame:
         row = {
             "pair": job.pair.name, "teacher": job.pair.teacher, "student": job.pair.student,
             "aug": job.aug, "mode": job.mode, "epochs": job.epochs, "seed": job.seed,
-            "distill": job.distill, "balancer": job.balancer,
-            "joint_forward": bool(run.read_config().joint_forward),
+            "distill": job.distill, "optimizer": job.optimizer, "schedule": job.schedule,
+            "balancer": job.balancer, "joint_forward": bool(run.read_config().joint_forward),
             "agb_lambda": summary.get("agb_lambda"),
             "last_test_loss": summary["last"]["test_loss"],
             "last_test_acc": summary["last"]["test_top1"],
@@ -50,7 +51,7 @@ def collect(runner: SweepRunner) -> pd.DataFrame:
     if table.empty:
         runner.log("no finished student runs yet")
         return table
-    keys = ["pair", "aug", "mode", "epochs", "distill", "balancer"]
+    keys = ["pair", "aug", "mode", "epochs", "distill", "optimizer", "schedule", "balancer"]
     values = [c for c in table.columns if c.startswith(("last_", "t_stddev_"))]
     grouped = table.groupby(keys, sort=False)
     summary = grouped[values].mean().join(grouped[values].std(ddof=1).add_suffix("_std"))
@@ -64,8 +65,8 @@ def collect(runner: SweepRunner) -> pd.DataFrame:
     return table
 
 def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
-    for (pair, distill, balancer, mode, epochs), part in table.groupby(
-        ["pair", "distill", "balancer", "mode", "epochs"], sort=False
+    for (pair, distill, optimizer, schedule, balancer, mode, epochs), part in table.groupby(
+        ["pair", "distill", "optimizer", "schedule", "balancer", "mode", "epochs"], sort=False
     ):
         for tmode in runner.spec["tstddev"]["modes"]:
             cross = tmode != mode
@@ -90,7 +91,8 @@ def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
                 "dataset": runner.spec["dataset"]["name"],
                 "dataset_source": runner.spec["dataset"].get("root"),
                 "teacher": teacher, "student": student, "student_epochs": int(epochs),
-                "distill": distill, "balancer": balancer, "mode": mode,
+                "distill": distill, "optimizer": optimizer, "schedule": schedule,
+                "balancer": balancer, "mode": mode,
                 "tstddev_mode": tmode,
                 "pairing": (f"cross-mode: students {mode}, T. stddev {tmode}" if cross
                             else f"same mode ({mode})"),
@@ -109,7 +111,8 @@ def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
                     summary["seed_bootstrap"] = seed_bootstrap_correlations(
                         x.to_numpy(), y.loc[x.index].to_numpy())
             method = "" if distill == DEFAULT_DISTILLER else f"{safe_name(distill)}-"
-            name = (f"{pair}-{method}{safe_name(balancer)}-{mode}-e{epochs}"
+            recipe = Job("student", None, optimizer=optimizer, schedule=schedule).recipe_prefix
+            name = (f"{pair}-{method}{recipe}{safe_name(balancer)}-{mode}-e{epochs}"
                     + (f"-cross-t{tmode}" if cross else ""))
             write_results(runner.out / "results" / name, per_aug, summary)
 

@@ -24,14 +24,17 @@ from augkd.models import MODELS
 from augkd.ranking.config import MODES
 from augkd.training import TrainConfig, default_lr
 from augkd.training.config import MAX_SEED, yaml_error
+from augkd.training.optim import resolve_optimizer, resolve_schedule
 from augkd.training.run import safe_name
 
 TOP_KEYS = ("name", "dataset", "pairs", "teacher", "student", "grid", "tstddev", "out", "device")
-GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode", "distill")
+GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode", "distill", "optimizer", "schedule")
+#: Grid values that leave a student's folder name as it was before their axis existed.
+FOLDER_DEFAULTS = {"optimizer": "sgd", "schedule": "multistep"}
 TSTDDEV_KEYS = ("epochs", "batch_size", "group_size", "modes", "cross_mode")
 _STUDENT_FIXED = ("role", "model", "dataset", "root", "dataset_options", "teacher", "aug",
                   "epochs", "seed",
-                  "balancer", "per_batch", "distill")
+                  "balancer", "per_batch", "distill", "optimizer", "schedule")
 
 
 class SpecError(ValueError):
@@ -62,6 +65,16 @@ class Job:
     balancer: str | None = None
     model: str | None = None  # teacher jobs
     distill: str = DEFAULT_DISTILLER
+    optimizer: str = FOLDER_DEFAULTS["optimizer"]
+    schedule: str = FOLDER_DEFAULTS["schedule"]
+
+    @property
+    def recipe_prefix(self) -> str:
+        """``adamw-cosine_warmup_5_-`` for a non-default optimizer or schedule, else "": the
+        folder names of sweeps from before these axes stay the same."""
+        return "".join(f"{safe_name(value)}-" for key, value in
+                       (("optimizer", self.optimizer), ("schedule", self.schedule))
+                       if value != FOLDER_DEFAULTS[key])
 
     @property
     def key(self) -> str:
@@ -71,8 +84,8 @@ class Job:
             return f"tstddev/{self.pair.name}/{safe_name(self.aug)}-{self.mode}-s{self.seed}.json"
         # KD students keep the folder names of sweeps from before the method axis
         method = "" if self.distill == DEFAULT_DISTILLER else f"{safe_name(self.distill)}-"
-        return (f"students/{self.pair.name}/{safe_name(self.aug)}/"
-                f"{method}{safe_name(self.balancer)}-{self.mode}-e{self.epochs}-s{self.seed}")
+        return (f"students/{self.pair.name}/{safe_name(self.aug)}/{method}{self.recipe_prefix}"
+                f"{safe_name(self.balancer)}-{self.mode}-e{self.epochs}-s{self.seed}")
 
 
 @dataclasses.dataclass
@@ -94,12 +107,13 @@ class Sweep:
         for pair, aug, mode, seed in itertools.product(self.pairs, grid["aug"], ts["modes"],
                                                         grid["seed"]):
             jobs.append(Job("tstddev", pair, aug=aug, mode=mode, seed=seed))
-        for pair, aug, epochs, seed, distill, balancer, mode in itertools.product(
-            self.pairs, grid["aug"], grid["epochs"], grid["seed"], grid["distill"],
-            grid["balancer"], grid["mode"],
-        ):
+        for pair, aug, epochs, seed, distill, optimizer, schedule, balancer, mode in (
+            itertools.product(self.pairs, grid["aug"], grid["epochs"], grid["seed"],
+                              grid["distill"], grid["optimizer"], grid["schedule"],
+                              grid["balancer"], grid["mode"])):
             jobs.append(Job("student", pair, aug=aug, mode=mode, seed=seed, epochs=epochs,
-                            balancer=balancer, distill=distill))
+                            balancer=balancer, distill=distill, optimizer=optimizer,
+                            schedule=schedule))
         return jobs
 
     def shard(self, index: int, count: int) -> list[Job]:
@@ -202,7 +216,8 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
         raise SpecError(f"grid must be a mapping with keys {', '.join(GRID_KEYS)}")
     _unknown("grid", grid, GRID_KEYS)
     defaults = {"epochs": [240], "seed": [0], "balancer": ["manual"], "mode": ["per-image"],
-                "distill": [DEFAULT_DISTILLER]}
+                "distill": [DEFAULT_DISTILLER], "optimizer": [FOLDER_DEFAULTS["optimizer"]],
+                "schedule": [FOLDER_DEFAULTS["schedule"]]}
     for key in GRID_KEYS:
         values = grid.get(key, defaults.get(key))
         if values is None:
@@ -217,7 +232,7 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
         if len(set(map(str, values))) != len(values):
             raise SpecError(f"grid.{key} lists a value twice: {values}")
         grid[key] = values
-    for key in ("aug", "distill"):  # both are part of job folder names
+    for key in ("aug", "distill", "optimizer", "schedule"):  # parts of job folder names
         folders: dict[str, Any] = {}
         for value in grid[key]:
             name = safe_name(str(value))
@@ -252,6 +267,16 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     for mode in grid["mode"]:
         if mode not in MODES:
             raise SpecError(f"unknown mode {mode!r} in grid; known: {', '.join(MODES)}")
+    for optimizer in grid["optimizer"]:
+        try:
+            resolve_optimizer(str(optimizer))
+        except ValueError as err:
+            raise SpecError(f"grid.optimizer: {err}") from None
+    for schedule in grid["schedule"]:
+        try:
+            resolve_schedule(str(schedule)).check(min(grid["epochs"]))
+        except ValueError as err:
+            raise SpecError(f"grid.schedule: {err}") from None
     teacher = spec.setdefault("teacher", {})
     if not isinstance(teacher, dict):
         raise SpecError("teacher must be a mapping of TrainConfig fields")
@@ -269,11 +294,13 @@ def validate_spec(spec: dict[str, Any], source: str = "spec") -> dict[str, Any]:
             teacher_config(spec, pair["teacher"])
         except (ValueError, TypeError) as err:
             raise SpecError(f"{source}: teacher.{err}") from None
-        for aug, balancer, epochs, distill in itertools.product(
-            grid["aug"], grid["balancer"], grid["epochs"], grid["distill"]
+        for aug, balancer, epochs, distill, optimizer, schedule in itertools.product(
+            grid["aug"], grid["balancer"], grid["epochs"], grid["distill"], grid["optimizer"],
+            grid["schedule"],
         ):
             job = Job("student", Pair(pair["teacher"], pair["student"]), aug=aug,
-                      mode=grid["mode"][0], epochs=epochs, balancer=balancer, distill=distill)
+                      mode=grid["mode"][0], epochs=epochs, balancer=balancer, distill=distill,
+                      optimizer=optimizer, schedule=schedule)
             try:
                 student_config(spec, job, teacher="(checked later)")
             except (ValueError, TypeError) as err:
@@ -323,7 +350,8 @@ def student_config(spec: dict[str, Any], job: Job, teacher: str, **runtime: Any)
         role="student", model=job.pair.student, dataset=d["name"], root=d.get("root"),
         dataset_options=d.get("options", {}), teacher=teacher, aug=job.aug,
         per_batch=job.mode == "per-batch", epochs=job.epochs, seed=job.seed,
-        balancer=job.balancer, distill=job.distill,
+        balancer=job.balancer, distill=job.distill, optimizer=job.optimizer,
+        schedule=job.schedule,
         lr=settings.pop("lr", default_lr(job.pair.student)), **settings,
     )
 

@@ -527,10 +527,12 @@ def yaml_text_problems(text: str) -> list[str]:
 
 # sweep specs
 TOP_KEYS = ("name", "dataset", "pairs", "teacher", "student", "grid", "tstddev", "out", "device")
-GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode", "distill")
+GRID_KEYS = ("aug", "epochs", "seed", "balancer", "mode", "distill", "optimizer", "schedule")
 TSTDDEV_KEYS = ("epochs", "batch_size", "group_size", "modes", "cross_mode")
 STUDENT_FIXED = ("role", "model", "dataset", "root", "teacher", "aug", "epochs", "seed",
-                 "balancer", "per_batch", "distill")
+                 "balancer", "per_batch", "distill", "optimizer", "schedule")
+OPTIMIZER_NAMES = ("sgd", "adamw")
+SCHEDULE_NAMES = ("multistep", "cosine", "constant")
 MODES = ("per-image", "per-batch")
 TRANSFORM_OPTIONS = ("resize", "train_subset", "subset_seed")
 
@@ -621,7 +623,7 @@ def sweep_problems(spec: Any) -> list[str]:
     if need(isinstance(grid, dict), f"grid={grid!r}"):
         need(all(k in GRID_KEYS for k in grid), f"grid keys {list(grid)}")
         defaults = {"epochs": [240], "seed": [0], "balancer": ["manual"], "mode": ["per-image"],
-                    "distill": ["kd"]}
+                    "distill": ["kd"], "optimizer": ["sgd"], "schedule": ["multistep"]}
         for key in GRID_KEYS:
             v = grid.get(key, defaults.get(key))
             if not need(v is not None, f"grid.{key} missing"):
@@ -643,6 +645,9 @@ def sweep_problems(spec: Any) -> list[str]:
             need(isinstance(m, str) and m in MODES, f"grid.mode has {m!r}")
         for method in values.get("distill", []):
             need(isinstance(method, str) and _method_ok(method), f"grid.distill has {method!r}")
+        for key, names in (("optimizer", OPTIMIZER_NAMES), ("schedule", SCHEDULE_NAMES)):
+            for v in values.get(key, []):  # a plain name (options are not generated here)
+                need(isinstance(v, str) and v in names, f"grid.{key} has {v!r}")
     fields = list(_train_fields())
     allowed = [f for f in fields if f not in STUDENT_FIXED]
     for section, extra in (("teacher", ["epochs"]), ("student", [])):

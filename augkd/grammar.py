@@ -1,16 +1,23 @@
 """The spec grammar every family of augkd is named in: ``name`` or ``name(key=value, ...)``.
 
 One leaf module (it imports nothing of augkd but its number and registry helpers), used by the
-DAs, the distillation methods, the balancers and the models: :func:`parse_spec` splits a string
-into its name and values (int, float, bool ``true``/``false`` or str), :func:`check_spec_options`
-checks those values against the keyword-only ``__init__`` parameters of the class the name
-resolves to (names and type hints; an int widens to a float), and :func:`format_value` writes a
-value back. Which names exist, and what they build, is each family's business (its registry);
-the DA factory is :mod:`augkd.augment.spec`.
+DAs, the distillation methods, the balancers, the models, the optimizers and the lr schedules:
+:func:`parse_spec` splits a string into its name and values (int, float, bool
+``true``/``false`` or str; a bare path is a string), :func:`check_spec_options` checks those
+values against the keyword-only ``__init__`` parameters of the class the name resolves to
+(names and type hints; an int widens to a float), and :func:`format_value` writes a value back.
+
+External DAs (kornia, albumentations, your own classes) take Python literal values, tuples and
+lists too, so their bodies use the literal form of the same grammar, ``Name(key=value, ...) |
+Name2(...)``: :func:`parse_call_chain` parses it with ``ast`` (nothing is evaluated),
+:func:`literal_value` reads one value and :func:`format_literal` writes one back; the
+``source:`` prefix around it is :mod:`augkd.augment.external.grammar`'s. Which names exist,
+and what they build, is each family's business (its registry).
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 import types
@@ -20,6 +27,7 @@ from typing import Any, Literal
 from augkd.numbers import is_finite
 
 __all__ = [
+    "PIPE",
     "MAX_SIDE",
     "MAX_SPEC_LENGTH",
     "NESTED_KEY_RE",
@@ -28,7 +36,10 @@ __all__ = [
     "check_spec_length",
     "check_spec_options",
     "coerce_value",
+    "format_literal",
     "format_value",
+    "literal_value",
+    "parse_call_chain",
     "parse_spec",
     "parse_value",
     "spec_parameters",
@@ -180,3 +191,97 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value) if isinstance(value, float) else str(value)
+
+
+# ----------------------------------------------------------------- the literal form (external)
+# kornia, albumentations and user classes take Python literal values (tuples, lists), so their
+# specs, ``Name(key=value, ...) | Name2(...)``, are parsed with ``ast`` (nothing is evaluated).
+
+PIPE = "|"
+_WORD_RE = re.compile(r"^[A-Za-z_]\w*$")
+_WORDS: dict[str, Any] = {"true": True, "false": False, "none": None}
+
+
+def parse_call_chain(spec: str, text: str) -> list[tuple[str, dict[str, Any]]]:
+    """``text``, of the spec ``spec``, as ``[(dotted name, keyword values), ...]``: the calls
+    of ``Name(key=value, ...) | Name2 | ...``, values parsed by :func:`literal_value`.
+
+    Raises:
+        ValueError: not that shape, positional arguments, a repeated key, or a value that is
+            not a literal (the message quotes ``spec``).
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise ValueError(
+            f"malformed augmentation spec {spec!r}: {text.strip()!r} is not "
+            f"Name(key=value, ...) {PIPE} Name(...) with literal values"
+        ) from None
+    return [_call(spec, node) for node in _split_pipe(tree)]
+
+
+def _split_pipe(node: ast.expr) -> list[ast.expr]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _split_pipe(node.left) + _split_pipe(node.right)
+    return [node]
+
+
+def _call(spec: str, node: ast.expr) -> tuple[str, dict[str, Any]]:
+    if not isinstance(node, ast.Call):
+        return _dotted(spec, node), {}
+    name = _dotted(spec, node.func)
+    if node.args or any(k.arg is None for k in node.keywords):
+        raise ValueError(f"malformed augmentation spec {spec!r}: {name} takes key=value only")
+    kwargs: dict[str, Any] = {}
+    for keyword in node.keywords:
+        if keyword.arg in kwargs:
+            raise ValueError(f"malformed augmentation spec {spec!r}: {keyword.arg!r} given twice")
+        kwargs[keyword.arg] = literal_value(spec, keyword.value)
+    return name, kwargs
+
+
+def _dotted(spec: str, node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(spec, node.value)}.{node.attr}"
+    raise ValueError(
+        f"malformed augmentation spec {spec!r}: {ast.unparse(node)!r} is not a (dotted) name"
+    )
+
+
+def literal_value(spec: str, node: ast.expr) -> Any:
+    """The value of a literal node; bare words are strings, ``true``/``false``/``none`` too."""
+    if isinstance(node, ast.Name):
+        return _WORDS.get(node.id.lower(), node.id)
+    if isinstance(node, ast.Tuple | ast.List):
+        items = [literal_value(spec, item) for item in node.elts]
+        return tuple(items) if isinstance(node, ast.Tuple) else items
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        value = None  # not a literal: fall through to the message below
+    else:
+        if isinstance(value, str | bool) or is_finite(value):
+            return value
+    raise ValueError(
+        f"malformed augmentation spec {spec!r}: {ast.unparse(node)!r} is not a literal "
+        "(finite number, string, true/false/none, tuple or list)"
+    )
+
+
+def format_literal(value: Any) -> str:
+    """The canonical spec text of a value: ``true``, ``none``, ``0.5``, ``reflect``, ``(1, 2)``."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "none"}[value]
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        plain = _WORD_RE.match(value) and value.lower() not in _WORDS
+        return value if plain else repr(value)
+    if isinstance(value, tuple):
+        items = ", ".join(map(format_literal, value))
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if isinstance(value, list):
+        return f"[{', '.join(map(format_literal, value))}]"
+    return str(value)

@@ -171,6 +171,13 @@ def config_from_args(args: argparse.Namespace,
         values["progress"] = False
     if args.download:
         values.setdefault("dataset_options", {})["download"] = True
+    if isinstance(values.get("dataset"), str) and "(" in values["dataset"]:
+        # --dataset 'imagefolder(size=64)': the options join dataset_options before a student
+        # compares its data with its teacher's
+        from augkd.data.dataset import split_dataset_spec
+
+        values["dataset"], values["dataset_options"] = split_dataset_spec(
+            values["dataset"], values.get("dataset_options") or {})
     values = apply_recipe(values)  # a recipe's lr, epochs... where the flags give none
     if "lr" not in values and "model" in values:
         values["lr"] = default_lr(values["model"])

@@ -851,3 +851,25 @@ def test_real_cifar10_jpeg_archive(tmp_path: Path) -> None:
     assert torch.equal(cached.test_images, ds.test_images)
     assert torch.equal(cached.train_labels, ds.train_labels)
     assert os.path.getsize(next(cache_dir.iterdir())) > 150_000_000  # the decoded tensors
+
+
+def test_a_dataset_is_named_in_the_spec_grammar_too(tmp_path):
+    """``digits(train_subset=300)`` is ``digits`` with that option, in load_dataset, in a
+    config (which records the plain name and the options) and on the command line."""
+    from augkd.data import load_dataset
+    from augkd.train import build_parser, config_from_args
+    from augkd.training import TrainConfig
+
+    by_spec = load_dataset("digits(train_subset=300, subset_seed=2)")
+    by_options = load_dataset("digits", train_subset=300, subset_seed=2)
+    assert by_spec.checksum == by_options.checksum and by_spec.options == by_options.options
+    cfg = TrainConfig(dataset="digits(resize=6)", dataset_options={"train_subset": 300})
+    assert (cfg.dataset, cfg.dataset_options) == ("digits", {"resize": 6, "train_subset": 300})
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    args = build_parser().parse_args(["teacher", "--dataset", "digits(resize=6)",
+                                      "--train-subset", "300"])
+    assert config_from_args(args).dataset_options == {"resize": 6, "train_subset": 300}
+    with pytest.raises(ValueError, match="'resize' given in the spec"):
+        load_dataset("digits(resize=6)", resize=8)
+    with pytest.raises(ValueError, match="unknown option"):
+        load_dataset("digits(size=6)")

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from augkd.grammar import parse_spec
 from augkd.registry import Registry
 
 DatasetLoader = Callable[..., "Dataset"]
@@ -395,12 +396,30 @@ PUBLISHED_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 
+def split_dataset_spec(spec: str, options: dict[str, object] | None = None
+                       ) -> tuple[str, dict[str, object]]:
+    """``imagefolder(size=64, train_subset=5000)`` -> ``("imagefolder", {"size": 64, ...})``,
+    merged with ``options``: a dataset is named in the spec grammar of every family.
+
+    Raises:
+        ValueError: a malformed spec, or an option given in the spec and in ``options``.
+    """
+    name, given = parse_spec(spec, kind="dataset")
+    options = dict(options or {})
+    twice = sorted(set(given) & set(options))
+    if twice:
+        raise ValueError(f"dataset {name}: option {twice[0]!r} given in the spec {spec!r} and "
+                         "again as an option")
+    return name, {**given, **options}
+
+
 def load_dataset(name: str, root: str | Path | None = None, **options: object) -> Dataset:
     """Load the dataset registered as ``name``.
 
     Args:
         name: one of :func:`list_datasets` (``digits``, ``cifar10``, ``cifar100``,
-            ``imagefolder``, ``tinyimagenet``, ``imagenet``).
+            ``imagefolder``, ``tinyimagenet``, ``imagenet``), or a spec of one with its
+            options, ``imagefolder(size=64, train_subset=5000)``.
         root: where the data lives (a folder, or an archive for ``imagefolder``); ``digits``
             is embedded in scikit-learn and takes none.
         **options: dataset-specific keyword options, e.g. ``download=True`` for CIFAR or
@@ -417,6 +436,8 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
         ValueError: an option the dataset does not accept, or data that cannot be read.
         FileNotFoundError: ``root`` (or a file inside it) does not exist.
     """
+    if isinstance(name, str) and "(" in name:
+        name, options = split_dataset_spec(name, options)
     loader = DATASETS.get(name)
     accepted = accepted_options(name) + list(TRANSFORM_OPTIONS) + list(USE_OPTIONS)
     unknown = sorted(set(options) - set(accepted))

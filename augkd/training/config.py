@@ -212,8 +212,18 @@ class TrainConfig:
     w_distill: float | None = None
 
     def __post_init__(self) -> None:
+        self._read_dataset_spec()
         self._read_agb_lam()
         self.validate()
+
+    def _read_dataset_spec(self) -> None:
+        """``dataset: imagefolder(size=64)`` is ``dataset: imagefolder`` with ``size: 64`` in
+        ``dataset_options``, which the run records (one run, either spelling)."""
+        if isinstance(self.dataset, str) and "(" in self.dataset:
+            from augkd.data.dataset import split_dataset_spec
+
+            options = self.dataset_options if isinstance(self.dataset_options, dict) else {}
+            self.dataset, self.dataset_options = split_dataset_spec(self.dataset, options)
 
     def _read_agb_lam(self) -> None:
         """``balancer: agb(lam=search)`` is ``agb`` with the search on; ``agb(lam=0.3)`` is

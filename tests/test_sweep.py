@@ -224,3 +224,18 @@ def test_grid_optimizer_and_schedule_reach_the_student_and_name_its_folder(tmp_p
     assert (cfg.optimizer, cfg.schedule) == ("adamw(beta2=0.99)", "cosine(warmup=1)")
     with pytest.raises(SpecError, match=r"grid\.schedule: cosine: bad value warmup=5"):
         load_spec(write_spec(tmp_path, grid__schedule=["cosine(warmup=5)"], grid__epochs=[2]))
+
+
+def test_a_sweep_folder_from_before_the_optimizer_axes_still_belongs_to_its_spec(tmp_path):
+    """A folder's spec.yaml written before grid.optimizer / grid.schedule existed reads as
+    having their defaults: the same spec continues there; a new value adds to it."""
+    sweep = load_spec(write_spec(tmp_path, out=str(tmp_path / "sweep")))
+    runner = SweepRunner(sweep)
+    old = dict(sweep.spec, grid={k: v for k, v in sweep.spec["grid"].items()
+                                 if k not in ("optimizer", "schedule")})
+    sweep.out.mkdir(parents=True)
+    (sweep.out / "spec.yaml").write_text(yaml.safe_dump(old))
+    runner.check_folder()
+    more = load_spec(write_spec(tmp_path, grid__schedule=["multistep", "constant"],
+                                out=str(sweep.out)))
+    SweepRunner(more).check_folder()

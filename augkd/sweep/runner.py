@@ -18,6 +18,7 @@ from augkd.data import load_dataset
 from augkd.files import remove_stale_temporaries
 from augkd.ranking.measure import measure_aug, needs_student_scorer
 from augkd.sweep.spec import (
+    FOLDER_DEFAULTS,
     Job,
     SpecError,
     Sweep,
@@ -294,6 +295,9 @@ class SweepRunner:
         if not isinstance(old, dict):
             raise SpecError(f"{path} must hold the sweep's spec (a mapping), got "
                             f"{type(old).__name__}")
+        if isinstance(old.get("grid"), dict):  # a folder from before these grid axes
+            for key, value in FOLDER_DEFAULTS.items():
+                old["grid"].setdefault(key, [value])
         diff = spec_differences(old, self.spec)
         if diff:
             raise SpecError(

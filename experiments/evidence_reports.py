@@ -334,7 +334,9 @@ def long_epochs(results: pd.DataFrame, out: Path) -> str:
     save(fig, out / "long_epochs.png")
 
     digits = {"top1": 2, "top1_std": 2, "top1_se": 2, "loss": 4, "loss_std": 4, "loss_se": 4}
-    gdigits = {c: (4 if "loss" in c else 2) for c in gains.columns if "gain" in c}
+    gains["top-1 gain p"] = gains["top-1 gain p"].map(fmt_p)  # (gains.csv keeps the numbers)
+    gdigits = {c: (4 if "loss" in c else 2) for c in gains.columns
+               if "gain" in c and not c.endswith(" p")}
     gdigits["T. stddev"] = 5
     lines = ["## Cells (mean, seed std and SE over seeds)", "", md(cells, digits), "",
              f"## Gain from {e_min} to {e_max} epochs (Welch SE)", "", md(gains, gdigits), "",

@@ -304,6 +304,18 @@ def long_epochs(results: pd.DataFrame, out: Path) -> str:
         gains.append(row)
     gains = pd.DataFrame(gains)
     gains.to_csv(out / "gains.csv", index=False)
+    # each DA against the first (the no-DA baseline) at every length: does its edge grow?
+    base = augs[0]
+    edge = []
+    for aug in augs[1:]:
+        for e in sorted(results["epochs"].unique()):
+            a = results[(results["aug"] == base) & (results["epochs"] == e)]
+            b = results[(results["aug"] == aug) & (results["epochs"] == e)]
+            wl, wa = welch(a[LOSS], b[LOSS]), welch(a[ACC], b[ACC])
+            edge.append({"DA": aug, "epochs": int(e), f"loss - {base}'s": wl["diff"],
+                         "loss p": wl["p"], f"top-1 - {base}'s": wa["diff"], "top-1 p": wa["p"]})
+    edge = pd.DataFrame(edge)
+    edge.to_csv(out / "edge.csv", index=False)
     anova = {m: two_way_anova(results, "aug", "epochs", col) for m, col in
              (("top1", ACC), ("loss", LOSS))}
     (out / "anova.json").write_text(json.dumps(anova, indent=2) + "\n")
@@ -338,7 +350,13 @@ def long_epochs(results: pd.DataFrame, out: Path) -> str:
     gdigits = {c: (4 if "loss" in c else 2) for c in gains.columns
                if "gain" in c and not c.endswith(" p")}
     gdigits["T. stddev"] = 5
+    shown = edge.copy()
+    for c in ("loss p", "top-1 p"):
+        shown[c] = shown[c].map(fmt_p)
+    edigits = {f"loss - {base}'s": 4, f"top-1 - {base}'s": 2}
     lines = ["## Cells (mean, seed std and SE over seeds)", "", md(cells, digits), "",
+             f"## Each DA against {base} at each length (Welch, uncorrected)", "",
+             md(shown, edigits), "",
              f"## Gain from {e_min} to {e_max} epochs (Welch SE)", "", md(gains, gdigits), "",
              "## Two-way ANOVA (DA x epochs)", ""]
     for metric, res in anova.items():

@@ -254,7 +254,8 @@ def test_per_image_tstddev_tables(tmp_path):
     assert built in (folder / "README.md").read_text()
 
 
-@pytest.mark.parametrize("study, folder", [("kd-vs-crd", "kd-vs-crd-cpu")])
+@pytest.mark.parametrize("study, folder", [("kd-vs-crd", "kd-vs-crd-cpu"),
+                                           ("long-epochs", "long-epochs-cpu")])
 def test_evidence_study_tables(evidence, tmp_path, study, folder):
     """A study report's tables.md, rebuilt from its committed results.csv, is the one committed
     and the one its README shows."""

@@ -45,6 +45,8 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "lr_factors",
+    "register_optimizer",
+    "register_schedule",
     "resolve_optimizer",
     "resolve_schedule",
 ]
@@ -102,7 +104,18 @@ def _register(registry: Registry, name: str) -> Callable[[type], type]:
     return decorator
 
 
-@_register(OPTIMIZERS, "sgd")
+def register_optimizer(name: str) -> Callable[[type], type]:
+    """Class decorator: register an :class:`Optimizer` subclass under ``name`` (its
+    keyword-only ``__init__`` parameters are its spec's options)."""
+    return _register(OPTIMIZERS, name)
+
+
+def register_schedule(name: str) -> Callable[[type], type]:
+    """Class decorator: register a :class:`Schedule` subclass under ``name``."""
+    return _register(SCHEDULES, name)
+
+
+@register_optimizer("sgd")
 class SGD(Optimizer):
     """SGD with momentum (the reference code's optimizer); ``momentum`` is the config field."""
 
@@ -116,7 +129,7 @@ class SGD(Optimizer):
         return torch.optim.SGD(groups, lr=lr, momentum=self.momentum, nesterov=self.nesterov)
 
 
-@_register(OPTIMIZERS, "adamw")
+@register_optimizer("adamw")
 class AdamW(Optimizer):
     """AdamW (decoupled weight decay: the config's ``weight_decay``)."""
 
@@ -130,7 +143,7 @@ class AdamW(Optimizer):
         return torch.optim.AdamW(groups, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps)
 
 
-@_register(SCHEDULES, "multistep")
+@register_schedule("multistep")
 class MultiStep(Schedule):
     """lr x ``lr_decay_rate`` after each decay epoch (62.5/75/87.5 % of the epochs by default)."""
 
@@ -138,7 +151,7 @@ class MultiStep(Schedule):
         return gamma ** sum(1 for m in milestones if epoch >= m)
 
 
-@_register(SCHEDULES, "cosine")
+@register_schedule("cosine")
 class Cosine(Schedule):
     """Cosine decay from the initial lr towards ``min_lr`` over the epochs after the warm-up."""
 
@@ -155,7 +168,7 @@ class Cosine(Schedule):
         return lr / base_lr
 
 
-@_register(SCHEDULES, "constant")
+@register_schedule("constant")
 class Constant(Schedule):
     """The initial lr throughout (after an optional warm-up)."""
 

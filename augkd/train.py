@@ -41,7 +41,7 @@ from augkd.training.config import (
     apply_recipe,
     default_lr,
     flatten_blocks,
-    read_config_file,
+    read_yaml_mapping,
 )
 from augkd.training.distributed import current, init_from_env
 from augkd.training.run import RunDir
@@ -148,8 +148,8 @@ def config_from_args(args: argparse.Namespace,
                      values: dict | None = None) -> TrainConfig:
     """Defaults, then the YAML file (or ``values``, already read from it), then the flags."""
     if values is None:
-        values = read_config_file(args.config) if args.config else {}
-    values = flatten_blocks(values)
+        values = read_yaml_mapping(args.config) if args.config else {}
+    values = flatten_blocks(values)  # a file's blocks, or given values (augkd.tune's)
     if args.role:
         values["role"] = args.role
     for name in _FIELDS:

@@ -8,11 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from augkd.distill import DEFAULT_DISTILLER
 from augkd.metrics import correlations, seed_bootstrap_correlations
 from augkd.report import write_results
 from augkd.sweep.runner import SweepRunner, read_tstddev_record
-from augkd.sweep.spec import Job
+from augkd.sweep.spec import axes_prefix
 from augkd.training.run import RunDir, safe_name
 
 
@@ -110,9 +109,8 @@ def _write_report_folders(runner: SweepRunner, table: pd.DataFrame) -> None:
                 if x.shape[1] >= 2 and not (x.isna().any().any() or y.isna().any().any()):
                     summary["seed_bootstrap"] = seed_bootstrap_correlations(
                         x.to_numpy(), y.loc[x.index].to_numpy())
-            method = "" if distill == DEFAULT_DISTILLER else f"{safe_name(distill)}-"
-            recipe = Job("student", None, optimizer=optimizer, schedule=schedule).recipe_prefix
-            name = (f"{pair}-{method}{recipe}{safe_name(balancer)}-{mode}-e{epochs}"
+            name = (f"{pair}-{axes_prefix(distill, optimizer, schedule)}"
+                    f"{safe_name(balancer)}-{mode}-e{epochs}"
                     + (f"-cross-t{tmode}" if cross else ""))
             write_results(runner.out / "results" / name, per_aug, summary)
 

@@ -52,6 +52,15 @@ class Pair:
         return safe_name(f"{self.teacher}-{self.student}")
 
 
+def axes_prefix(distill: str, optimizer: str, schedule: str) -> str:
+    """The part of a student's folder name its method, optimizer and schedule add, e.g.
+    ``crd-adamw-cosine_warmup_5_-``; "" for KD with the defaults, so the folders of sweeps from
+    before these axes keep their names."""
+    values = {"distill": distill, "optimizer": optimizer, "schedule": schedule}
+    defaults = {"distill": DEFAULT_DISTILLER, **FOLDER_DEFAULTS}
+    return "".join(f"{safe_name(v)}-" for k, v in values.items() if v != defaults[k])
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One unit of work of a sweep."""
@@ -68,13 +77,6 @@ class Job:
     optimizer: str = FOLDER_DEFAULTS["optimizer"]
     schedule: str = FOLDER_DEFAULTS["schedule"]
 
-    @property
-    def recipe_prefix(self) -> str:
-        """``adamw-cosine_warmup_5_-`` for a non-default optimizer or schedule, else "": the
-        folder names of sweeps from before these axes stay the same."""
-        return "".join(f"{safe_name(value)}-" for key, value in
-                       (("optimizer", self.optimizer), ("schedule", self.schedule))
-                       if value != FOLDER_DEFAULTS[key])
 
     @property
     def key(self) -> str:
@@ -82,9 +84,8 @@ class Job:
             return f"teachers/{safe_name(self.model)}"
         if self.kind == "tstddev":
             return f"tstddev/{self.pair.name}/{safe_name(self.aug)}-{self.mode}-s{self.seed}.json"
-        # KD students keep the folder names of sweeps from before the method axis
-        method = "" if self.distill == DEFAULT_DISTILLER else f"{safe_name(self.distill)}-"
-        return (f"students/{self.pair.name}/{safe_name(self.aug)}/{method}{self.recipe_prefix}"
+        return (f"students/{self.pair.name}/{safe_name(self.aug)}/"
+                f"{axes_prefix(self.distill, self.optimizer, self.schedule)}"
                 f"{safe_name(self.balancer)}-{self.mode}-e{self.epochs}-s{self.seed}")
 
 

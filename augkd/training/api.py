@@ -35,6 +35,7 @@ from augkd.training.loading import (  # noqa: F401  (the loading API, re-exporte
     load_teacher,
     model_from_state,
     read_manifest,
+    read_teacher_manifest,
     resolve_teacher_file,
     teacher_data_settings,
     teacher_input_stats,
@@ -137,18 +138,8 @@ def train(
     data = data if data is not None else load_data(cfg)
     stats_given = cfg.mean is not None and cfg.std is not None
     cfg = resolve_normalization(cfg, data)
-    teacher, teacher_manifest = None, None
-    if cfg.role == "student":
-        teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model,
-                                                 normalize=Normalize(cfg.mean, cfg.std), log=log)
-        log(f"teacher: {teacher_manifest['architecture']} from {cfg.teacher}")
-        stats = teacher_input_stats(teacher_manifest, data)
-        if stats != (tuple(data.mean), tuple(data.std)):  # a subset of the teacher's data
-            log(f"student data: a train_subset of {data.options['train_subset']} of the "
-                "teacher's training set, normalized with the teacher's mean and std"
-                + (" (the config's, as given)" if stats_given else ""))
-            if not stats_given:
-                cfg = cfg.replace(mean=stats[0], std=stats[1])
+    if cfg.role == "student":  # before the resume check: the stats are part of the config
+        cfg = _with_teacher_stats(cfg, data, stats_given, log)
     if resume:
         diff = run.read_config().differences(cfg)
         if diff:
@@ -164,6 +155,11 @@ def train(
     train_split, test_split = _splits(data, device)
     if holdout:  # the test split is never read
         train_split, test_split = holdout_splits(cfg, train_split)
+    teacher, teacher_manifest = None, None
+    if cfg.role == "student":
+        teacher, teacher_manifest = load_teacher(cfg.teacher, data, device, cfg.teacher_model,
+                                                 normalize=Normalize(cfg.mean, cfg.std), log=log)
+        log(f"teacher: {teacher_manifest['architecture']} from {cfg.teacher}")
     dist_info = distributed.current()
     with run.lock() if dist_info.is_main else nullcontext():
         if dist_info.is_main:
@@ -234,6 +230,23 @@ def train_once(
                 train(cfg, run.path, resume=run.config.is_file(), data=data,
                       log=(lambda line: None) if quiet else log)
     return run.path
+
+
+def _with_teacher_stats(cfg: TrainConfig, data: Dataset, stats_given: bool,
+                       log: Callable[[str], None]) -> TrainConfig:
+    """A student on a training subset of its teacher's data (:func:`is_training_subset`) is
+    normalized as the teacher was, unless its config gives mean and std; from the teacher's
+    manifest alone (the teacher itself is loaded later, after the resume check)."""
+    manifest = read_teacher_manifest(cfg.teacher)
+    if manifest is None:
+        return cfg
+    stats = teacher_input_stats(manifest, data)
+    if stats == (tuple(data.mean), tuple(data.std)):
+        return cfg
+    log(f"student data: a train_subset of {data.options['train_subset']} of the teacher's "
+        "training set, normalized with the teacher's mean and std"
+        + (" (the config's, as given)" if stats_given else ""))
+    return cfg if stats_given else cfg.replace(mean=stats[0], std=stats[1])
 
 
 def resolve_normalization(cfg: TrainConfig, data: Dataset) -> TrainConfig:

@@ -13,7 +13,7 @@ from torch import nn
 
 from augkd.augment.pipeline import Normalize
 from augkd.data import Dataset, load_dataset
-from augkd.data.dataset import transformed_checksum
+from augkd.data.dataset import TRANSFORM_OPTIONS, transformed_checksum
 from augkd.metrics.evaluate import evaluate
 from augkd.models import (
     MODELS,
@@ -27,7 +27,7 @@ from augkd.models.quant import quantize_model
 from augkd.training.checkpoint import (
     load_checkpoint,
 )
-from augkd.training.config import TrainConfig
+from augkd.training.config import RUNTIME_DATASET_OPTIONS, TrainConfig
 from augkd.training.trainer import (
     CHECKPOINT_FORMAT,
     MODEL_FORMAT,
@@ -267,10 +267,6 @@ def load_weights(model: nn.Module, state: dict[str, Any], path: Path, architectu
                          f"{detail[:300]}") from None
 
 
-#: Data options that change no image and no label (a run may differ in them from its teacher).
-_RUNTIME_OPTIONS = ("download", "data_on_device", "workers")
-
-
 def is_training_subset(manifest: dict[str, Any], dataset: Dataset) -> bool:
     """Whether ``dataset`` is the teacher's data (``manifest``) with its training split cut to a
     ``train_subset``: the same source and options but the subset, and the teacher's recorded
@@ -282,12 +278,11 @@ def is_training_subset(manifest: dict[str, Any], dataset: Dataset) -> bool:
     mine = dataset.options
     if theirs.get("train_subset") is not None or mine.get("train_subset") is None:
         return False
-    subset = ("train_subset", "subset_seed")
-    drop = (*_RUNTIME_OPTIONS, *subset)
+    drop = (*RUNTIME_DATASET_OPTIONS, "train_subset", "subset_seed")
     if ({k: v for k, v in theirs.items() if k not in drop}
             != {k: v for k, v in mine.items() if k not in drop}):
         return False
-    transforms = {k: theirs[k] for k in ("resize",) if theirs.get(k) is not None}
+    transforms = {k: theirs[k] for k in TRANSFORM_OPTIONS if theirs.get(k) is not None}
     source = dataset.source_checksum or dataset.checksum
     return transformed_checksum(source, transforms) == manifest.get("dataset_checksum")
 
@@ -297,8 +292,7 @@ def teacher_input_stats(manifest: dict[str, Any], dataset: Dataset
     """The mean and std that normalize a teacher's inputs on ``dataset``: the dataset's, or,
     where ``dataset`` is a training subset of the teacher's data (:func:`is_training_subset`),
     the teacher's own, recorded in its manifest (a subset's statistics differ a little)."""
-    if (manifest.get("dataset_checksum") not in (None, dataset.checksum)
-            and manifest.get("mean") and manifest.get("std")):
+    if manifest.get("mean") and manifest.get("std") and is_training_subset(manifest, dataset):
         return tuple(manifest["mean"]), tuple(manifest["std"])
     return tuple(dataset.mean), tuple(dataset.std)
 
@@ -345,19 +339,27 @@ def _data_difference(manifest: dict[str, Any], dataset: Dataset) -> str:
             f"did the files at the dataset root change?)")
 
 
+def read_teacher_manifest(source: str | Path) -> dict[str, Any] | None:
+    """The manifest of an augkd teacher's model.pt, read without building the model; None for
+    a foreign checkpoint (which has none) or a path that holds no finished run (loading the
+    teacher later says what is wrong with it)."""
+    try:
+        contents = read_checkpoint_file(resolve_teacher_file(source))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(contents, dict) and contents.get("format") == MODEL_FORMAT):
+        return None
+    manifest = contents.get("manifest")
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def teacher_data_settings(source: str | Path) -> dict[str, Any] | None:
     """The data an augkd teacher was trained on, from its model.pt's manifest: the
     :data:`DATA_SETTINGS` it set (``dataset``, ``root``, ``resize``, ...). None for a foreign
     checkpoint (which records no data) or a path that holds no finished run."""
-    try:
-        path = resolve_teacher_file(source)
-        contents = read_checkpoint_file(path)
-    except (OSError, ValueError):
-        return None  # loading the teacher later says what is wrong with it
-    if not (isinstance(contents, dict) and contents.get("format") == MODEL_FORMAT):
+    manifest = read_teacher_manifest(source)
+    if manifest is None:
         return None
-    manifest = contents.get("manifest")
-    manifest = manifest if isinstance(manifest, dict) else {}
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     options = config.get("dataset_options", manifest.get("dataset_options")) or {}
     settings = {"dataset": config.get("dataset", manifest.get("dataset")),

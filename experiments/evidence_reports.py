@@ -313,7 +313,8 @@ def long_epochs(results: pd.DataFrame, out: Path) -> str:
             b = results[(results["aug"] == aug) & (results["epochs"] == e)]
             wl, wa = welch(a[LOSS], b[LOSS]), welch(a[ACC], b[ACC])
             edge.append({"DA": aug, "epochs": int(e), f"loss - {base}'s": wl["diff"],
-                         "loss p": wl["p"], f"top-1 - {base}'s": wa["diff"], "top-1 p": wa["p"]})
+                         "loss SE": wl["se"], "loss p": wl["p"], f"top-1 - {base}'s": wa["diff"],
+                         "top-1 SE": wa["se"], "top-1 p": wa["p"]})
     edge = pd.DataFrame(edge)
     edge.to_csv(out / "edge.csv", index=False)
     anova = {m: two_way_anova(results, "aug", "epochs", col) for m, col in
@@ -353,7 +354,7 @@ def long_epochs(results: pd.DataFrame, out: Path) -> str:
     shown = edge.copy()
     for c in ("loss p", "top-1 p"):
         shown[c] = shown[c].map(fmt_p)
-    edigits = {f"loss - {base}'s": 4, f"top-1 - {base}'s": 2}
+    edigits = {f"loss - {base}'s": 4, "loss SE": 4, f"top-1 - {base}'s": 2, "top-1 SE": 2}
     lines = ["## Cells (mean, seed std and SE over seeds)", "", md(cells, digits), "",
              f"## Each DA against {base} at each length (Welch, uncorrected)", "",
              md(shown, edigits), "",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from augkd.extras import MissingExtraError
 from augkd.process import PR_SET_PDEATHSIG, prctl
@@ -121,9 +122,12 @@ def _die_with_parent(parent: int, call: Callable[..., int] | None) -> Callable[[
     return preexec
 
 
-def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rerun: str,
+def run_worker_processes(module: str | Path, argv: list[str], n: int, *, what: str, rerun: str,
                          cpu_threads: bool = True) -> None:
     """Run ``python -m module *argv --worker-id I`` for I in 0..n-1 and wait for all of them.
+
+    ``module`` is a module name (``"augkd.sweep"``) or, as a :class:`~pathlib.Path`, a script
+    run as ``python script.py`` (the study scripts under experiments/).
 
     With ``cpu_threads`` each worker gets ``cores // n`` threads (small CIFAR models are
     overhead-bound: two single-thread processes do about twice the work of one with two
@@ -136,6 +140,7 @@ def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rer
         WorkersFailedError: a worker failed; the message names it, its exit code, and
             ``rerun``.
     """
+    target = [str(module)] if isinstance(module, Path) else ["-m", module]
     env = dict(os.environ)
     if cpu_threads:
         threads = str(max(1, (os.cpu_count() or 1) // n))
@@ -153,7 +158,7 @@ def run_worker_processes(module: str, argv: list[str], n: int, *, what: str, rer
             signal.signal(signal.SIGTERM, on_sigterm)
         for i in range(n):
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", module, *argv, "--worker-id", str(i)], env=env,
+                [sys.executable, *target, *argv, "--worker-id", str(i)], env=env,
                 preexec_fn=preexec))
         codes = [proc.wait() for proc in procs]
     except BaseException:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from augkd.cli import run_worker_processes
 
 
 def jobs(spec: dict[str, Any]) -> list[tuple[str, str, str, int]]:
@@ -137,21 +137,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-id", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     spec = yaml.safe_load(Path(args.spec).read_text())
     out = Path(spec["out"])
     (out / "claims").mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(Path(args.spec).read_text())
-    if args.worker or args.workers == 1:
+    if args.worker_id is not None or args.workers == 1:
         work(args.spec, out)
         return
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # small models: one thread per process
-    procs = [subprocess.Popen([sys.executable, __file__, args.spec, "--worker"], env=env)
-             for _ in range(args.workers)]
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        sys.exit(f"a worker failed (exit codes {codes})")
+    # one process a core: small models are overhead-bound (augkd.cli.run_worker_processes)
+    run_worker_processes(Path(__file__), [args.spec], args.workers, what="tuning study",
+                         rerun=f"run the same command again to resume: {' '.join(sys.argv)}")
     print(f"{len(jobs(spec))} jobs in {out}")
 
 

@@ -936,3 +936,21 @@ def test_two_tune_workers_on_postgresql_survive_a_killed_worker(teacher, tmp_pat
         assert len(_retries_of(study, stale.number)) <= 1
     summary = json.loads((out / "tune.json").read_text())
     assert summary["complete"] == len(done)
+
+
+def test_worker_processes_run_a_script_path_once_per_worker_and_name_a_failed_one(tmp_path):
+    """A study script under experiments/ is run as ``python script.py ARGS --worker-id I``."""
+    from augkd.cli import WorkersFailedError, run_worker_processes
+
+    script = tmp_path / "study.py"
+    script.write_text("import sys, pathlib\n"
+                      "worker = sys.argv[sys.argv.index('--worker-id') + 1]\n"
+                      "pathlib.Path(sys.argv[1], 'w' + worker).write_text(' '.join(sys.argv[1:]))\n"
+                      "sys.exit(3 if worker == '1' and len(sys.argv) > 4 else 0)\n")
+    run_worker_processes(script, [str(tmp_path)], 2, what="study", rerun="-", cpu_threads=False)
+    assert sorted(p.name for p in tmp_path.glob("w*")) == ["w0", "w1"]
+    assert (tmp_path / "w1").read_text() == f"{tmp_path} --worker-id 1"
+    with pytest.raises(WorkersFailedError, match=r"study worker\(s\) 1 failed \(exit codes 3\); "
+                                                 r"run it again"):
+        run_worker_processes(script, [str(tmp_path), "fail"], 2, what="study",
+                             rerun="run it again", cpu_threads=False)

@@ -55,7 +55,8 @@ _FIELDS = {
                     "DA-in-KD code), imagenet (SGD 0.1 x batch/256, wd 1e-4, 100 epochs, lr "
                     "x0.1 at 30/60/90, batch 256); flags override it"),
     "quant": (str, "DoReFa-quantize the model: wNaM bits (e.g. w2a1; N, M in 1..8 or 32)"),
-    "dataset": (str, "digits | cifar10 | cifar100 | imagefolder (default digits)"),
+    "dataset": (str, "digits (default) | cifar10 | cifar100 | tinyimagenet | imagenet | "
+                     "imagefolder, options as a spec: 'imagefolder(size=64, train_subset=5000)'"),
     "root": (str, "dataset folder or archive"),
     "epochs": (int, "epochs (default 240); the lr decays at 62.5/75/87.5 %% of them"),
     "batch_size": (int, "batch size (default 64; the global batch under torchrun)"),

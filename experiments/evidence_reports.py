@@ -1,14 +1,17 @@
-"""Reports of the evidence issue's CPU-scale studies c, d and a, from their sweeps' results.csv.
+"""Reports of the evidence issue's CPU-scale studies a-d, from their sweeps' results.csv.
 
     python -m augkd.sweep experiments/kd_cmp_vs_crd_cpu.yaml --collect
     python experiments/evidence_reports.py kd-vs-crd runs/sweeps/kd_cmp_vs_crd_cpu \\
-        reports/kd-cmp-vs-crd-cpu
-    python experiments/evidence_reports.py pick-any runs/sweeps/pick_any_cpu reports/pick-any-cpu
+        reports/kd-vs-crd-cpu
+    python experiments/evidence_reports.py pick-any runs/sweeps/pick_any_cpu reports/pick-any-cpu \\
+        --reference reports/cifar10-cpu/results.csv   # CutMixPick's own pair, same teacher
     python experiments/evidence_reports.py long-epochs runs/sweeps/long_epochs_cpu \\
         reports/long-epochs-cpu
+    python experiments/evidence_reports.py second-pair runs/sweeps/second_pair_cpu \\
+        reports/second-pair-cpu --reference reports/cifar10-cpu/results.csv   # the first pair
     # the same tables again from what a report folder committed (results.csv, spec.yaml,
     # teacher.json):
-    python experiments/evidence_reports.py kd-vs-crd --from-committed reports/kd-cmp-vs-crd-cpu
+    python experiments/evidence_reports.py kd-vs-crd --from-committed reports/kd-vs-crd-cpu
 
 Each report folder gets ``results.csv`` (one row per student, copied from the sweep),
 ``spec.yaml``, ``teacher.json`` (the teacher run's summary), the tables as CSV and Markdown
@@ -24,6 +27,7 @@ import argparse
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -36,9 +40,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from augkd.metrics import correlations  # noqa: E402
+from augkd.metrics import correlations, seed_bootstrap_correlations  # noqa: E402
 from augkd.metrics.tiers import estimate, leader_tiers  # noqa: E402
 from augkd.training.config import flatten_blocks  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cifar10_cpu_report import order_agreement  # noqa: E402  (beside this file)
 
 LOSS, ACC = "last_test_loss", "last_test_acc"
 
@@ -212,10 +219,18 @@ def short(aug: str) -> str:
     return aug
 
 
+#: CutMixPick's own pair (pick's alias) in a reference sweep of the same teacher and recipe
+REFERENCE_PAIR = ("cutmix", "cutmixpick-t")
+
+
 def pick_any(results: pd.DataFrame, out: Path) -> str:
+    """pick(DA) against DA; with ``reference.csv`` in ``out`` (``--reference``), CutMixPick's own
+    pair from that sweep as a last row of the tests table, outside the correlation."""
     tcol = next(c for c in results.columns if c.startswith("t_stddev_"))
     augs = list(dict.fromkeys(results["aug"]))
     pairs = _pick_pairs(augs)
+    reference = (pd.read_csv(out / "reference.csv") if (out / "reference.csv").is_file()
+                 else None)
     per_da = []
     for aug in augs:
         part = results[results["aug"] == aug]
@@ -237,6 +252,14 @@ def pick_any(results: pd.DataFrame, out: Path) -> str:
             rows.append({"DA": short(plain), "metric": metric, "pick - plain": w["diff"],
                          "95 % CI low": w["ci_low"], "95 % CI high": w["ci_high"],
                          "Welch p": w["p"], "Bonferroni p": min(1.0, w["p"] * k)})
+    if reference is not None:
+        plain, picked = (reference[reference["aug"] == a] for a in REFERENCE_PAIR)
+        for metric, col in (("T. stddev", tcol), ("S. test loss", LOSS), ("top-1 (%)", ACC)):
+            w = welch(plain[col], picked[col])
+            rows.append({"DA": f"{REFERENCE_PAIR[0]} (reference: {REFERENCE_PAIR[1]})",
+                         "metric": metric, "pick - plain": w["diff"], "95 % CI low": w["ci_low"],
+                         "95 % CI high": w["ci_high"], "Welch p": w["p"],
+                         "Bonferroni p": min(1.0, w["p"] * k)})
     tests = pd.DataFrame(rows)
     tests.to_csv(out / "tests.csv", index=False)
     means = results.groupby("aug", sort=False)[[tcol, LOSS]].mean()
@@ -269,7 +292,8 @@ def pick_any(results: pd.DataFrame, out: Path) -> str:
               "top-1 (%)": 2, "top-1 SE": 2}
     tdigits = {"pick - plain": 5, "95 % CI low": 5, "95 % CI high": 5}
     lines = ["## Per DA (mean and SE over seeds)", "", md(per_da, digits), "",
-             f"## pick - plain (Welch; Bonferroni over the {k} DAs)", "", md(tests, tdigits), "",
+             f"## pick - plain (Welch; Bonferroni over the {k} DAs of this study)", "",
+             md(tests, tdigits), "",
              "## Across the DAs", "",
              f"- Pearson(T. stddev, S. test loss) over the {len(augs)} DAs: "
              f"{corr['pearson']['r']:.3f} (p {fmt_p(corr['pearson']['p'])}, DA-bootstrap 95 % "
@@ -278,6 +302,120 @@ def pick_any(results: pd.DataFrame, out: Path) -> str:
              f"only {len(augs)} DAs, so a weak test"]
     for metric, text in tiers.items():
         lines.append(f"- tiers by {metric}: {text}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# study b: a second pair, with a stronger teacher
+
+#: The six DAs whose T. stddev the first pair (reports/cifar10-cpu, per batch) could not tell
+#: apart (ANOVA p 0.23): does a stronger teacher separate them?
+MIDDLE_SIX = ["crop+flip", "mixup", "flip", "cutout", "cutmix", "identity"]
+
+
+def _pair_side(results: pd.DataFrame, tcol: str) -> dict:
+    """One pair's per-DA table (T. stddev and S. test loss with SE and tiers, top-1), its
+    correlations (across DAs and seeds), ANOVAs over the nine DAs and over MIDDLE_SIX, and its
+    orders against the paper's."""
+    rows, tiers = [], {}
+    augs = list(dict.fromkeys(results["aug"]))
+    for metric, col in (("T. stddev", tcol), ("S. test loss", LOSS)):
+        est = {a: estimate(results.loc[results["aug"] == a, col].tolist()) for a in augs}
+        tiers[metric] = leader_tiers(est)
+    order = list(tiers["T. stddev"].order)
+    for a in order:
+        part = results[results["aug"] == a]
+        rows.append({"DA": a, "T. stddev": part[tcol].mean(),
+                     "T. stddev SE": part[tcol].std(ddof=1) / math.sqrt(len(part)),
+                     "T. tier": tiers["T. stddev"].tier_of(a), "S. test loss": part[LOSS].mean(),
+                     "S. test loss SE": part[LOSS].std(ddof=1) / math.sqrt(len(part)),
+                     "S. tier": tiers["S. test loss"].tier_of(a), "top-1 (%)": part[ACC].mean(),
+                     "top-1 SE": part[ACC].std(ddof=1) / math.sqrt(len(part)),
+                     "seeds": len(part)})
+    table = pd.DataFrame(rows)
+    corr = correlations(table["T. stddev"].to_numpy(), table["S. test loss"].to_numpy())
+    x = results.pivot(index="aug", columns="seed", values=tcol).loc[order]
+    y = results.pivot(index="aug", columns="seed", values=LOSS).loc[order]
+    seeds = seed_bootstrap_correlations(x.to_numpy(), y.to_numpy())
+    anova = {}
+    for name, subset in (("all nine", order), ("middle six", MIDDLE_SIX)):
+        part = results[results["aug"].isin(subset)]
+        for metric, col in (("T. stddev", tcol), ("S. test loss", LOSS)):
+            f, p = stats.f_oneway(*(g[col].to_numpy() for _, g in part.groupby("aug")))
+            anova[f"{metric}, {name}"] = {"F": float(f), "p": float(p)}
+    six = table.set_index("DA").loc[MIDDLE_SIX]
+    rho, p_rho = stats.spearmanr(six["T. stddev"], six["S. test loss"])
+    return {"table": table, "tiers": {k: v.describe() for k, v in tiers.items()},
+            "corr": corr, "seeds": seeds, "anova": anova,
+            "six_spearman": {"r": float(rho), "p": float(p_rho)},
+            "paper_t": order_agreement(order),
+            "paper_loss": order_agreement(list(table.sort_values("S. test loss")["DA"]))}
+
+
+def second_pair(results: pd.DataFrame, out: Path) -> str:
+    """Study b: the per-DA table, correlations, ANOVAs and orders of this pair, beside the first
+    pair's (``reference.csv``: reports/cifar10-cpu's per-batch students, same data and mode)."""
+    tcol = next(c for c in results.columns if c.startswith("t_stddev_"))
+    def name(df: pd.DataFrame, which: str) -> str:
+        return f"{which}: {df['teacher'].iloc[0]} -> {df['student'].iloc[0]}"
+
+    here = _pair_side(results, tcol)
+    sides = {name(results, "this pair"): here}
+    if (out / "reference.csv").is_file():
+        reference = pd.read_csv(out / "reference.csv")
+        sides[name(reference, "first pair")] = _pair_side(reference, tcol)
+    here["table"].to_csv(out / "per_da.csv", index=False)
+    summary = []
+    for pair, side in sides.items():
+        c, b = side["corr"], side["seeds"]
+        summary.append({
+            "pair": pair,
+            "Pearson (p)": f"{c['pearson']['r']:.3f} ({fmt_p(c['pearson']['p'])})",
+            "Pearson 95 % CI, DAs / seeds resampled":
+                f"{c['pearson']['ci_low']:.2f} to {c['pearson']['ci_high']:.2f} / "
+                f"{b['pearson']['ci_low']:.2f} to {b['pearson']['ci_high']:.2f}",
+            "Spearman (p)": f"{c['spearman']['r']:.3f} ({fmt_p(c['spearman']['p'])})",
+            "Kendall (p)": f"{c['kendall']['r']:.3f} ({fmt_p(c['kendall']['p'])})",
+            "T. order vs paper, Kendall (p)":
+                f"{side['paper_t']['kendall']:.2f} ({fmt_p(side['paper_t']['kendall_p'])})",
+            "loss order vs paper, Kendall (p)":
+                f"{side['paper_loss']['kendall']:.2f} ({fmt_p(side['paper_loss']['kendall_p'])})"})
+    anova = pd.DataFrame([{"pair": pair, "ANOVA": key, "F": v["F"], "p": v["p"]}
+                          for pair, side in sides.items() for key, v in side["anova"].items()])
+    anova.to_csv(out / "anova.csv", index=False)
+    (out / "correlations.json").write_text(json.dumps(
+        {pair: {"across_das": side["corr"], "across_seeds": side["seeds"],
+                "middle_six_spearman": side["six_spearman"], "paper_t": side["paper_t"],
+                "paper_loss": side["paper_loss"]} for pair, side in sides.items()},
+        indent=2, default=float) + "\n")
+
+    fig = Figure(figsize=(5.2, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    t = here["table"]
+    ax.errorbar(t["T. stddev"], t["S. test loss"], xerr=t["T. stddev SE"],
+                yerr=t["S. test loss SE"], fmt="o", capsize=3)
+    for _, r in t.iterrows():
+        ax.annotate(r["DA"], (r["T. stddev"], r["S. test loss"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("T. stddev (mean over seeds)")
+    ax.set_ylabel("S. test loss (mean over seeds)")
+    ax.set_title("error bars: SE over seeds", fontsize=8)
+    save(fig, out / "scatter.png")
+
+    digits = {"T. stddev": 6, "T. stddev SE": 6, "S. test loss": 4, "S. test loss SE": 4,
+              "top-1 (%)": 2, "top-1 SE": 2}
+    lines = ["## Per DA, by T. stddev (mean and SE over seeds; tiers: augkd.metrics.tiers)", "",
+             md(t, digits), ""]
+    for metric, text in here["tiers"].items():
+        lines.append(f"- tiers by {metric}: {text}")
+    lines += ["", "## Correlation of T. stddev with S. test loss across the nine DAs", "",
+              md(pd.DataFrame(summary), {}), "",
+              "## ANOVA of the DA effect against seed noise (one-way, per metric)", "",
+              md(anova, {"F": 2}), ""]
+    for pair, side in sides.items():
+        six = side["six_spearman"]
+        lines.append(f"- {pair}: Spearman(T. stddev, S. test loss) among the middle six "
+                     f"({', '.join(MIDDLE_SIX)}): {six['r']:.3f} (p {fmt_p(six['p'])})")
     return "\n".join(lines) + "\n"
 
 
@@ -369,7 +507,8 @@ def long_epochs(results: pd.DataFrame, out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-STUDIES = {"kd-vs-crd": kd_vs_crd, "pick-any": pick_any, "long-epochs": long_epochs}
+STUDIES = {"kd-vs-crd": kd_vs_crd, "pick-any": pick_any, "long-epochs": long_epochs,
+           "second-pair": second_pair}
 
 
 def teacher_record(sweep: Path) -> dict:
@@ -390,6 +529,10 @@ def main() -> None:
     parser.add_argument("study", choices=sorted(STUDIES))
     parser.add_argument("sweep", nargs="?", type=Path, help="the sweep folder (after --collect)")
     parser.add_argument("out", nargs="?", type=Path, help="the report folder")
+    parser.add_argument("--reference", type=Path, metavar="CSV",
+                        help="copied as reference.csv: pick-any, a results.csv of the same "
+                             f"teacher and recipe with {' and '.join(REFERENCE_PAIR)} runs; "
+                             "second-pair, the first pair's results.csv")
     parser.add_argument("--from-committed", type=Path, metavar="REPORT",
                         help="rebuild the tables from a report folder's committed files")
     args = parser.parse_args()
@@ -401,6 +544,8 @@ def main() -> None:
         shutil.copy(args.sweep / "results.csv", out / "results.csv")
         shutil.copy(args.sweep / "spec.yaml", out / "spec.yaml")
         (out / "teacher.json").write_text(json.dumps(teacher_record(args.sweep), indent=2) + "\n")
+        if args.reference:
+            shutil.copy(args.reference, out / "reference.csv")
     else:
         parser.error("give SWEEP and OUT, or --from-committed REPORT")
     results = pd.read_csv(out / "results.csv")

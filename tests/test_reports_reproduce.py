@@ -263,3 +263,38 @@ def test_evidence_study_tables(evidence, tmp_path, study, folder):
     text = evidence.STUDIES[study](pd.read_csv(committed / "results.csv"), tmp_path)
     assert text == (committed / "tables.md").read_text()
     assert text.strip() in (committed / "README.md").read_text()
+
+
+def test_second_pair_tables_on_the_first_pair_give_the_issue_s_numbers(evidence, tmp_path):
+    """Study b's tables, fed reports/cifar10-cpu (the first pair), give the figures that the
+    evidence issue quoted from it by an independent re-analysis: the six middle DAs' T. stddev
+    ANOVA p 0.23 and their Spearman(T. stddev, S. test loss) -0.03, Pearson 0.864 over nine."""
+    results = pd.read_csv(REPORTS / "cifar10-cpu" / "results.csv")
+    text = evidence.second_pair(results, tmp_path)
+    anova = pd.read_csv(tmp_path / "anova.csv").set_index("ANOVA")
+    assert anova.loc["T. stddev, middle six", "p"] == pytest.approx(0.23, abs=0.005)
+    assert anova.loc["S. test loss, all nine", "p"] < 1e-7
+    corr = json.loads((tmp_path / "correlations.json").read_text())
+    (side,) = corr.values()
+    assert side["middle_six_spearman"]["r"] == pytest.approx(-0.03, abs=0.005)
+    assert side["across_das"]["pearson"]["r"] == pytest.approx(0.864, abs=0.0005)
+    assert "tier 3: crop+flip, mixup, flip, cutout, cutmix, identity (tied)" in text
+    assert "first pair" not in text  # no reference.csv, no second side
+
+
+def test_pick_any_reference_row_is_cutmixpick_against_cutmix(evidence, tmp_path):
+    """With the first pair's runs as reference.csv, the pick-any tests table ends with CutMixPick's
+    own pair: its S. test loss difference is the difference of the two DAs' seed means."""
+    first = pd.read_csv(REPORTS / "cifar10-cpu" / "results.csv")
+    first.to_csv(tmp_path / "reference.csv", index=False)
+    plain = first[first["aug"] == "mixup"]
+    picked = plain.assign(aug="pick(mixup, by=teacher)", last_test_loss=plain["last_test_loss"]
+                          - 0.01)
+    third = first[first["aug"] == "identity"]
+    evidence.pick_any(pd.concat([plain, picked, third]), tmp_path)
+    tests = pd.read_csv(tmp_path / "tests.csv")
+    loss = tests[tests["metric"] == "S. test loss"].set_index("DA")["pick - plain"]
+    assert loss["mixup"] == pytest.approx(-0.01, rel=1e-9)
+    means = first.groupby("aug")["last_test_loss"].mean()
+    assert loss["cutmix (reference: cutmixpick-t)"] == pytest.approx(
+        means["cutmixpick-t"] - means["cutmix"], rel=1e-9)

@@ -254,7 +254,7 @@ def pick_any(results: pd.DataFrame, out: Path) -> str:
         est = {short(a): estimate(results.loc[results["aug"] == a, col].tolist()) for a in augs}
         tiers[metric] = leader_tiers(est).describe()
 
-    fig = Figure(figsize=(9, 3.4))
+    fig = Figure(figsize=(10, 3.8))
     for i, (metric, col) in enumerate((("T. stddev", tcol), ("S. test loss", LOSS),
                                        ("student test top-1 (%)", ACC))):
         ax = fig.add_subplot(1, 3, i + 1)
@@ -265,7 +265,8 @@ def pick_any(results: pd.DataFrame, out: Path) -> str:
                             color=colour, capsize=3,
                             label=("plain" if dx < 0 else "pick(by=teacher)") if j == 0 else None)
                 ax.plot([j + dx] * len(v), v, ".", color=colour, alpha=0.35, ms=3)
-        ax.set_xticks(range(len(pairs)), [short(p)[:22] for p, _ in pairs], fontsize=7)
+        ax.set_xticks(range(len(pairs)), [short(p)[:22] for p, _ in pairs], fontsize=7,
+                      rotation=25, ha="right")
         ax.set_title(metric, fontsize=9)
         if i == 0:
             ax.legend(fontsize=7)

@@ -255,7 +255,8 @@ def test_per_image_tstddev_tables(tmp_path):
 
 
 @pytest.mark.parametrize("study, folder", [("kd-vs-crd", "kd-vs-crd-cpu"),
-                                           ("long-epochs", "long-epochs-cpu")])
+                                           ("long-epochs", "long-epochs-cpu"),
+                                           ("pick-any", "pick-any-cpu")])
 def test_evidence_study_tables(evidence, tmp_path, study, folder):
     """A study report's tables.md, rebuilt from its committed results.csv, is the one committed
     and the one its README shows."""
@@ -296,3 +297,15 @@ def test_pick_any_pairs_every_da_with_its_pick(evidence, tmp_path):
     loss = tests[tests["metric"] == "S. test loss"].set_index("DA")
     assert loss["pick - plain"].to_numpy() == pytest.approx([-0.01, -0.01], rel=1e-9)
     assert (loss["Bonferroni p"] == (loss["Welch p"] * 2).clip(upper=1)).all()
+
+
+def test_pick_cutmix_students_equal_the_cutmixpick_t_students_of_study_c():
+    """reports/pick-any-cpu's README says pick(cutmix, by=teacher) trained the same students as
+    study c's KD + cutmixpick-t (same teacher, seeds and recipe): the committed rows agree."""
+    c = pd.read_csv(REPORTS / "kd-vs-crd-cpu" / "results.csv")
+    d = pd.read_csv(REPORTS / "pick-any-cpu" / "results.csv")
+    cols = ["last_test_loss", "last_test_acc"]
+    alias = c[(c["aug"] == "cutmixpick-t") & (c["distill"] == "kd")].set_index("seed")[cols]
+    generic = d[d["aug"] == "pick(cutmix, by=teacher)"].set_index("seed")[cols]
+    assert len(alias) == 5
+    pd.testing.assert_frame_equal(alias.sort_index(), generic.sort_index())

@@ -39,12 +39,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from augkd.metrics import correlations, seed_bootstrap_correlations  # noqa: E402
+from augkd.metrics import correlations  # noqa: E402
 from augkd.metrics.tiers import estimate, leader_tiers  # noqa: E402
 from augkd.training.config import flatten_blocks  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar10_cpu_report import order_agreement  # noqa: E402  (beside this file)
+from cifar10_cpu_report import correlation_tables, order_agreement  # noqa: E402  (beside this file)
 
 LOSS, ACC = "last_test_loss", "last_test_acc"
 
@@ -302,26 +302,18 @@ def _pair_side(results: pd.DataFrame, tcol: str) -> dict:
     """One pair's per-DA table (T. stddev and S. test loss with SE and tiers, top-1), its
     correlations (across DAs and seeds), ANOVAs over the nine DAs and over MIDDLE_SIX, and its
     orders against the paper's."""
-    rows, tiers = [], {}
     augs = list(dict.fromkeys(results["aug"]))
-    for metric, col in (("T. stddev", tcol), ("S. test loss", LOSS)):
-        est = {a: estimate(results.loc[results["aug"] == a, col].tolist()) for a in augs}
-        tiers[metric] = leader_tiers(est)
+    est = {metric: {a: estimate(results.loc[results["aug"] == a, col].tolist()) for a in augs}
+           for metric, col in (("T. stddev", tcol), ("S. test loss", LOSS), ("top-1 (%)", ACC))}
+    tiers = {metric: leader_tiers(est[metric]) for metric in ("T. stddev", "S. test loss")}
     order = list(tiers["T. stddev"].order)
-    for a in order:
-        part = results[results["aug"] == a]
-        rows.append({"DA": a, "T. stddev": part[tcol].mean(),
-                     "T. stddev SE": part[tcol].std(ddof=1) / math.sqrt(len(part)),
-                     "T. tier": tiers["T. stddev"].tier_of(a), "S. test loss": part[LOSS].mean(),
-                     "S. test loss SE": part[LOSS].std(ddof=1) / math.sqrt(len(part)),
-                     "S. tier": tiers["S. test loss"].tier_of(a), "top-1 (%)": part[ACC].mean(),
-                     "top-1 SE": part[ACC].std(ddof=1) / math.sqrt(len(part)),
-                     "seeds": len(part)})
-    table = pd.DataFrame(rows)
-    corr = correlations(table["T. stddev"].to_numpy(), table["S. test loss"].to_numpy())
-    x = results.pivot(index="aug", columns="seed", values=tcol).loc[order]
-    y = results.pivot(index="aug", columns="seed", values=LOSS).loc[order]
-    seeds = seed_bootstrap_correlations(x.to_numpy(), y.to_numpy())
+    table = pd.DataFrame([
+        {"DA": a, "T. stddev": est["T. stddev"][a].mean, "T. stddev SE": est["T. stddev"][a].se,
+         "T. tier": tiers["T. stddev"].tier_of(a), "S. test loss": est["S. test loss"][a].mean,
+         "S. test loss SE": est["S. test loss"][a].se,
+         "S. tier": tiers["S. test loss"].tier_of(a), "top-1 (%)": est["top-1 (%)"][a].mean,
+         "top-1 SE": est["top-1 (%)"][a].se, "seeds": est["T. stddev"][a].n} for a in order])
+    corr = correlation_tables(results, tcol)
     anova = {}
     for name, subset in (("all nine", order), ("middle six", MIDDLE_SIX)):
         part = results[results["aug"].isin(subset)]
@@ -331,7 +323,7 @@ def _pair_side(results: pd.DataFrame, tcol: str) -> dict:
     six = table.set_index("DA").loc[MIDDLE_SIX]
     rho, p_rho = stats.spearmanr(six["T. stddev"], six["S. test loss"])
     return {"table": table, "tiers": {k: v.describe() for k, v in tiers.items()},
-            "corr": corr, "seeds": seeds, "anova": anova,
+            "corr": corr["across_das"], "seeds": corr["across_seeds"], "anova": anova,
             "six_spearman": {"r": float(rho), "p": float(p_rho)},
             "paper_t": order_agreement(order),
             "paper_loss": order_agreement(list(table.sort_values("S. test loss")["DA"]))}

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10_cpu_report import order_agreement  # noqa: E402  (beside this file)
 
 PER_BATCH = Path(__file__).resolve().parents[1] / "reports" / "cifar10-cpu" / "results.csv"
+PER_BATCH_SOURCE = "reports/cifar10-cpu, the 60.24 % teacher"
 
 
 def per_da(runs: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, str, float, float]:
@@ -92,7 +93,8 @@ def tstddev_side(tst: pd.DataFrame, students: pd.DataFrame, tcol: str = "t_stdde
             "paper_agreement": order_agreement(order), "seeds": len(seeds)}
 
 
-def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame) -> None:
+def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame,
+                   batch_source: str = PER_BATCH_SOURCE) -> None:
     tst = pd.read_csv(out / "tstddev.csv")
     counts = tst.groupby("aug").size()
     sides = {"per-image": tstddev_side(tst, image_students),
@@ -100,7 +102,7 @@ def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame)
                                        [["aug", "seed", "t"]], batch, "t", None)}
     (out / "tstddev.json").write_text(json.dumps(sides, indent=2, default=float) + "\n")
     md = [f"Measurements per DA (per image): {counts.min()}-{counts.max()} seeds; per batch: "
-          f"{sides['per-batch']['seeds']} seeds (reports/cifar10-cpu, the 60.24 % teacher).", "",
+          f"{sides['per-batch']['seeds']} seeds ({batch_source}).", "",
           "| mode | DA | T. stddev ± SE | tier | S. test loss (mean over seeds) |",
           "|---|---|---|---|---|"]
     for mode, side in sides.items():
@@ -125,15 +127,18 @@ def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame)
     print("\n".join(md))
 
 
-def main(folder: str) -> None:
+def main(folder: str, per_batch: Path = PER_BATCH, batch_teacher: str = "60.24",
+         batch_source: str = PER_BATCH_SOURCE) -> None:
+    """Write the folder's tables; ``per_batch`` is the per-batch results CSV (one row per
+    student, with a ``t_stddev_per-batch`` column) whose teacher scored ``batch_teacher`` %."""
     out = Path(folder)
     image = pd.read_csv(out / "students.csv")
-    batch = pd.read_csv(PER_BATCH)
+    batch = pd.read_csv(per_batch)
     tables, lines = [], []
     for mode, runs in (("per-image", image), ("per-batch", batch)):
         table, tiers, f, p = per_da(runs, mode)
         tables.append(table)
-        lines.append(f"- **{mode}** (teacher {'61.55' if mode == 'per-image' else '60.24'} %): "
+        lines.append(f"- **{mode}** (teacher {'61.55' if mode == 'per-image' else batch_teacher} %): "
                      f"ANOVA of S. test loss over the 9 DAs F = {f:.2f}, p = {p:.3g}; "
                      f"S. test loss {tiers}")
     both = pd.concat(tables)
@@ -147,7 +152,7 @@ def main(folder: str) -> None:
     print("\n".join(md))
     print("\n".join(lines))
     if (out / "tstddev.csv").is_file():
-        tstddev_report(out, image, batch)
+        tstddev_report(out, image, batch, batch_source)
 
 
 def cli() -> None:
@@ -155,10 +160,17 @@ def cli() -> None:
     parser.add_argument("folder", nargs="?", default="reports/cifar10-cpu-per-image")
     parser.add_argument("--gather", type=Path, metavar="SWEEP",
                         help="first gather the sweep's per-image T. stddev into tstddev.csv")
+    parser.add_argument("--per-batch", type=Path, default=PER_BATCH, metavar="CSV",
+                        help="the per-batch results to compare with (default: %(default)s)")
+    parser.add_argument("--per-batch-teacher", default="60.24", metavar="TOP1",
+                        help="that CSV's teacher's test top-1 in %%, for the tables' labels")
     args = parser.parse_args()
     if args.gather:
         gather(args.gather, Path(args.folder))
-    main(args.folder)
+    source = (PER_BATCH_SOURCE if args.per_batch == PER_BATCH
+              else f"{args.per_batch.parent.name}/{args.per_batch.name}, the "
+                   f"{args.per_batch_teacher} % teacher")
+    main(args.folder, args.per_batch, args.per_batch_teacher, source)
 
 
 if __name__ == "__main__":

@@ -234,9 +234,13 @@ def test_welch_matches_scipy(evidence):
     assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
 
 
-def test_per_image_tstddev_tables(tmp_path):
-    """reports/cifar10-cpu-per-image's T. stddev tables, rebuilt from its tstddev.csv and
-    students.csv and the per-batch results of reports/cifar10-cpu."""
+@pytest.mark.parametrize("name, per_batch, teacher", [
+    ("cifar10-cpu-per-image", "cifar10-cpu/results.csv", "60.24"),
+    ("cifar10-cpu-modes", "cifar10-cpu-modes/per_batch.csv", "61.55")])
+def test_per_image_against_per_batch_tables(tmp_path, name, per_batch, teacher):
+    """A per-image against per-batch report's tables (students and T. stddev), rebuilt from its
+    students.csv and tstddev.csv and the per-batch results it names, are the ones committed and
+    the ones its README shows."""
     import shutil
 
     sys.path.insert(0, str(REPO / "experiments"))
@@ -244,14 +248,19 @@ def test_per_image_tstddev_tables(tmp_path):
         module = importlib.import_module("per_image_students_report")
     finally:
         sys.path.remove(str(REPO / "experiments"))
-    folder = REPORTS / "cifar10-cpu-per-image"
-    for name in ("tstddev.csv", "students.csv"):
-        shutil.copy(folder / name, tmp_path / name)
-    module.tstddev_report(tmp_path, pd.read_csv(folder / "students.csv"),
-                          pd.read_csv(REPORTS / "cifar10-cpu" / "results.csv"))
-    built = (tmp_path / "tstddev.md").read_text()
-    assert built == (folder / "tstddev.md").read_text()
-    assert built in (folder / "README.md").read_text()
+    folder = REPORTS / name
+    if not folder.is_dir():
+        pytest.skip(f"reports/{name} is not committed")
+    for file in ("tstddev.csv", "students.csv"):
+        shutil.copy(folder / file, tmp_path / file)
+    source = (module.PER_BATCH_SOURCE if teacher == "60.24"
+              else f"{name}/per_batch.csv, the {teacher} % teacher")
+    module.main(str(tmp_path), REPORTS / per_batch, teacher, source)
+    readme = (folder / "README.md").read_text()
+    for table in ("per_da.md", "tstddev.md"):
+        built = (tmp_path / table).read_text()
+        assert built == (folder / table).read_text()
+        assert built.strip() in readme
 
 
 @pytest.mark.parametrize("study, folder", [("kd-vs-crd", "kd-vs-crd-cpu"),

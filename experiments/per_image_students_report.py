@@ -17,6 +17,16 @@ DA the mean T. stddev and its SE (``augkd.metrics.tiers.estimate``: the seed SE,
 one-run bootstrap SE), its tiers, the correlations of T. stddev with S. test loss across the DAs
 (p values and DA-bootstrap intervals) and across seeds (seed bootstrap), and the Kendall and
 Spearman agreement of each mode's T. stddev order with the paper's, per image beside per batch.
+
+When the per-batch CSV comes from the same teacher as the per-image runs (``--per-batch`` with
+``--per-batch-teacher`` equal to students.csv's ``teacher_test_top1``) the comparison is a clean
+one-factor one, and ``modes.md`` and ``modes.json`` add the mode's own effects: the ANOVAs and the
+Spearman correlation among the six middle DAs in each mode, the DA x mode interaction on the
+students' test loss, and per DA the per-image minus per-batch difference (Welch, Bonferroni over
+the DAs whose data the mode changes):
+
+    python experiments/per_image_students_report.py reports/cifar10-cpu-modes \
+        --per-batch reports/cifar10-cpu-modes/per_batch.csv --per-batch-teacher 61.55
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from augkd.metrics.tiers import bootstrap_t_stddev_se, estimate, leader_tiers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10_cpu_report import order_agreement  # noqa: E402  (beside this file)
+from evidence_reports import MIDDLE_SIX, fmt_p, md, two_way_anova, welch  # noqa: E402
 
 PER_BATCH = Path(__file__).resolve().parents[1] / "reports" / "cifar10-cpu" / "results.csv"
 PER_BATCH_SOURCE = "reports/cifar10-cpu, the 60.24 % teacher"
@@ -101,7 +112,9 @@ def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame,
              "per-batch": tstddev_side(batch.rename(columns={"t_stddev_per-batch": "t"})
                                        [["aug", "seed", "t"]], batch, "t", None)}
     (out / "tstddev.json").write_text(json.dumps(sides, indent=2, default=float) + "\n")
-    md = [f"Measurements per DA (per image): {counts.min()}-{counts.max()} seeds; per batch: "
+    per_image = (f"{counts.min()}" if counts.min() == counts.max()
+                 else f"{counts.min()}-{counts.max()}")
+    lines_md = [f"Measurements per DA (per image): {per_image} seeds; per batch: "
           f"{sides['per-batch']['seeds']} seeds ({batch_source}).", "",
           "| mode | DA | T. stddev ± SE | tier | S. test loss (mean over seeds) |",
           "|---|---|---|---|---|"]
@@ -109,12 +122,12 @@ def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame,
         students = image_students if mode == "per-image" else batch
         loss = students.groupby("aug")["last_test_loss"].mean()
         for a in side["order"]:
-            md.append(f"| {mode} | {a} | {side['mean'][a]:.6f} ± {side['se'][a]:.6f} | "
+            lines_md.append(f"| {mode} | {a} | {side['mean'][a]:.6f} ± {side['se'][a]:.6f} | "
                       f"{side['tier'][a]} | {loss[a]:.4f} |")
-    md.append("")
+    lines_md.append("")
     for mode, side in sides.items():
         c, b, k = side["correlations"], side["seed_bootstrap"], side["paper_agreement"]
-        md.append(
+        lines_md.append(
             f"- **{mode}**: Pearson(T. stddev, S. test loss) over the {len(side['order'])} DAs "
             f"{c['pearson']['r']:.3f} (p {c['pearson']['p']:.3g}, DA-bootstrap 95 % "
             f"{c['pearson']['ci_low']:.2f} to {c['pearson']['ci_high']:.2f}), Spearman "
@@ -123,8 +136,77 @@ def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame,
             f"{b['pearson']['ci_low']:.2f} to {b['pearson']['ci_high']:.2f}; T. stddev order "
             f"against the paper's: Kendall {k['kendall']:.2f} (p {k['kendall_p']:.3g}); "
             f"T. stddev {side['tiers']}")
-    (out / "tstddev.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    (out / "tstddev.md").write_text("\n".join(lines_md) + "\n")
+    print("\n".join(lines_md))
+
+
+def mode_effects(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame) -> str:
+    """The same teacher's per-image and per-batch runs side by side: what the mode alone does.
+
+    Writes ``modes.json`` and returns (and writes) ``modes.md``: per mode the one-way ANOVAs of
+    T. stddev and of S. test loss among MIDDLE_SIX and their Spearman correlation; the two-way
+    ANOVA (DA x mode) of S. test loss over all DAs; per DA the per-image minus per-batch
+    difference in S. test loss and top-1 (Welch; Bonferroni over the DAs whose data the mode
+    changes, i.e. all but identity, which draws nothing)."""
+    tst = pd.read_csv(out / "tstddev.csv").rename(columns={"t_stddev": "t"})
+    sides = {"per-image": (image_students, tst[["aug", "seed", "t"]]),
+             "per-batch": (batch, batch.rename(columns={"t_stddev_per-batch": "t"})
+                           [["aug", "seed", "t"]])}
+    six = []
+    for mode, (students, t) in sides.items():
+        row = {"mode": mode}
+        for metric, df, col in (("T. stddev", t, "t"), ("S. test loss", students,
+                                                        "last_test_loss")):
+            part = df[df["aug"].isin(MIDDLE_SIX)]
+            f, p = stats.f_oneway(*(g[col].to_numpy() for _, g in part.groupby("aug")))
+            row[f"{metric} ANOVA F"], row[f"{metric} ANOVA p"] = float(f), float(p)
+        t_mean = t.groupby("aug")["t"].mean().loc[MIDDLE_SIX]
+        loss = students.groupby("aug")["last_test_loss"].mean().loc[MIDDLE_SIX]
+        rho, p_rho = stats.spearmanr(t_mean, loss)
+        row["Spearman(T. stddev, S. test loss)"], row["Spearman p"] = float(rho), float(p_rho)
+        six.append(row)
+    both = pd.concat([image_students.assign(mode="per-image"), batch.assign(mode="per-batch")])
+    cols = ["aug", "mode", "seed", "last_test_loss", "last_test_acc"]
+    both = both[cols]
+    interaction = {metric: two_way_anova(both, "aug", "mode", col)
+                   for metric, col in (("S. test loss", "last_test_loss"),
+                                       ("top-1 (%)", "last_test_acc"))}
+    changed = [a for a in dict.fromkeys(image_students["aug"]) if a != "identity"]
+    per_aug = []
+    for aug in dict.fromkeys(image_students["aug"]):
+        a = batch[batch["aug"] == aug].sort_values("seed")
+        b = image_students[image_students["aug"] == aug].sort_values("seed")
+        loss, acc = welch(a["last_test_loss"], b["last_test_loss"]), \
+            welch(a["last_test_acc"], b["last_test_acc"])
+        def bonf(p: float, aug: str = aug) -> float:
+            return min(1.0, p * len(changed)) if aug in changed else float("nan")
+
+        per_aug.append({"DA": aug, "loss, image - batch": loss["diff"], "loss SE": loss["se"],
+                        "loss Bonferroni p": bonf(loss["p"]),
+                        "top-1, image - batch": acc["diff"], "top-1 SE": acc["se"],
+                        "top-1 Bonferroni p": bonf(acc["p"])})
+    per_aug = pd.DataFrame(per_aug).sort_values("loss, image - batch")
+    (out / "modes.json").write_text(json.dumps(
+        {"middle_six": six, "da_x_mode": interaction,
+         "per_da": per_aug.to_dict(orient="records")}, indent=2, default=float) + "\n")
+    lines = [f"Among the six middle DAs ({', '.join(MIDDLE_SIX)}), per mode (one-way ANOVAs over "
+             "the seeds; Spearman over the six DA means):", "",
+             md(pd.DataFrame(six), {"T. stddev ANOVA F": 2, "S. test loss ANOVA F": 2,
+                                    "Spearman(T. stddev, S. test loss)": 3}), ""]
+    for metric, res in interaction.items():
+        parts = [f"{name} F = {v['F']:.2f} (df {v['df'][0]}, {v['df'][1]}), p {fmt_p(v['p'])}"
+                 for name, v in res.items()]
+        lines.append(f"- two-way ANOVA of {metric} over the {both['aug'].nunique()} DAs x 2 "
+                     f"modes: " + "; ".join(parts))
+    lines += ["", "Per DA, per image minus per batch (mean over seeds, Welch SE; p Bonferroni "
+              f"over the {len(changed)} DAs whose data the mode changes; identity draws nothing, "
+              "so its runs are the same):", "",
+              md(per_aug, {"loss, image - batch": 4, "loss SE": 4, "top-1, image - batch": 2,
+                           "top-1 SE": 2})]
+    text = "\n".join(lines) + "\n"
+    (out / "modes.md").write_text(text)
+    print(text)
+    return text
 
 
 def main(folder: str, per_batch: Path = PER_BATCH, batch_teacher: str = "60.24",
@@ -134,25 +216,29 @@ def main(folder: str, per_batch: Path = PER_BATCH, batch_teacher: str = "60.24",
     out = Path(folder)
     image = pd.read_csv(out / "students.csv")
     batch = pd.read_csv(per_batch)
+    image_teacher = (f"{image['teacher_test_top1'].iloc[0]:.2f}"
+                     if "teacher_test_top1" in image else "61.55")
     tables, lines = [], []
     for mode, runs in (("per-image", image), ("per-batch", batch)):
         table, tiers, f, p = per_da(runs, mode)
         tables.append(table)
-        lines.append(f"- **{mode}** (teacher {'61.55' if mode == 'per-image' else batch_teacher} %): "
+        lines.append(f"- **{mode}** (teacher {image_teacher if mode == 'per-image' else batch_teacher} %): "
                      f"ANOVA of S. test loss over the 9 DAs F = {f:.2f}, p = {p:.3g}; "
                      f"S. test loss {tiers}")
     both = pd.concat(tables)
     both.to_csv(out / "per_da.csv", index=False)
-    md = ["| mode | DA | S. test loss ± SE | tier | S. test acc (%) | seeds |",
+    rows = ["| mode | DA | S. test loss ± SE | tier | S. test acc (%) | seeds |",
           "|---|---|---|---|---|---|"]
     for r in both.itertuples():
-        md.append(f"| {r.mode} | {r.aug} | {r.s_test_loss:.4f} ± {r.s_test_loss_se:.4f} | "
+        rows.append(f"| {r.mode} | {r.aug} | {r.s_test_loss:.4f} ± {r.s_test_loss_se:.4f} | "
                   f"{r.s_test_loss_tier} | {r.s_test_acc:.2f} | {r.seeds} |")
-    (out / "per_da.md").write_text("\n".join(md) + "\n\n" + "\n".join(lines) + "\n")
-    print("\n".join(md))
+    (out / "per_da.md").write_text("\n".join(rows) + "\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(rows))
     print("\n".join(lines))
     if (out / "tstddev.csv").is_file():
         tstddev_report(out, image, batch, batch_source)
+        if batch_teacher == image_teacher:
+            mode_effects(out, image, batch)
 
 
 def cli() -> None:

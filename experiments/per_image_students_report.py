@@ -222,7 +222,8 @@ def main(folder: str, per_batch: Path = PER_BATCH, batch_teacher: str = "60.24",
     for mode, runs in (("per-image", image), ("per-batch", batch)):
         table, tiers, f, p = per_da(runs, mode)
         tables.append(table)
-        lines.append(f"- **{mode}** (teacher {image_teacher if mode == 'per-image' else batch_teacher} %): "
+        teacher = image_teacher if mode == "per-image" else batch_teacher
+        lines.append(f"- **{mode}** (teacher {teacher} %): "
                      f"ANOVA of S. test loss over the 9 DAs F = {f:.2f}, p = {p:.3g}; "
                      f"S. test loss {tiers}")
     both = pd.concat(tables)

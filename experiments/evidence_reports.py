@@ -191,7 +191,28 @@ def kd_vs_crd(results: pd.DataFrame, out: Path) -> str:
         lines.append(f"- {metric}: " + "; ".join(
             f"{k} F = {v['F']:.2f} (df {v['df'][0]}, {v['df'][1]}), p = {fmt_p(v['p'])}"
             for k, v in res.items()))
+    if (out / "ce_only.csv").is_file():
+        lines += ["", *ce_control(pd.read_csv(out / "ce_only.csv"), runs, digits)]
     return "\n".join(lines) + "\n"
+
+
+def ce_control(ce: pd.DataFrame, runs, digits: dict[str, int]) -> list[str]:
+    """Study c's control: students trained on cross-entropy alone (KD weight 0, crop+flip, the
+    same recipe), against CRD and KD with crop+flip (Welch; Bonferroni over the 2)."""
+    arm = arm_table(ce.assign(distill="none (CE only)"), ["distill", "aug"])
+    lines = ["## Control: cross-entropy only (KD weight 0, crop+flip)", "", md(arm, digits)]
+    if len(ce) < 2:
+        return lines + ["", "One seed: no test."]
+    rows = []
+    for label, method in (("CRD + crop+flip vs CE only", "crd"),
+                          ("KD + crop+flip vs CE only", "kd")):
+        for metric, col in (("top-1 (%)", ACC), ("test loss", LOSS)):
+            w = welch(ce[col], runs(method, "crop+flip")[col])
+            rows.append({"comparison (B - A)": label, "metric": metric, "B - A": w["diff"],
+                         "95 % CI low": w["ci_low"], "95 % CI high": w["ci_high"],
+                         "Welch p": w["p"], "Bonferroni p": min(1.0, w["p"] * 2)})
+    return lines + ["", "Welch; Bonferroni over these 2 comparisons per metric:", "",
+                    md(pd.DataFrame(rows), digits)]
 
 
 # --------------------------------------------------------------------------------------------

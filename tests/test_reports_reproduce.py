@@ -269,12 +269,14 @@ def test_per_image_against_per_batch_tables(tmp_path, name, per_batch, teacher):
                                            ("second-pair", "second-pair-cpu")])
 def test_evidence_study_tables(evidence, tmp_path, study, folder):
     """A study report's tables.md, rebuilt from its committed results.csv (and reference.csv,
-    the first pair beside study b's second), is the one committed and the one its README shows."""
+    the first pair beside study b's second; ce_only.csv, study c's control), is the one
+    committed and the one its README shows."""
     import shutil
 
     committed = REPORTS / folder
-    if (committed / "reference.csv").is_file():
-        shutil.copy(committed / "reference.csv", tmp_path / "reference.csv")
+    for extra in ("reference.csv", "ce_only.csv"):
+        if (committed / extra).is_file():
+            shutil.copy(committed / extra, tmp_path / extra)
     text = evidence.STUDIES[study](pd.read_csv(committed / "results.csv"), tmp_path)
     assert text == (committed / "tables.md").read_text()
     assert text.strip() in (committed / "README.md").read_text()

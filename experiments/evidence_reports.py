@@ -150,15 +150,7 @@ def kd_vs_crd(results: pd.DataFrame, out: Path) -> str:
         ("KD + cutmixpick-t vs CRD + cutmixpick-t", ("crd", "cutmixpick-t"),
          ("kd", "cutmixpick-t")),
     ]
-    rows = []
-    for label, a, b in comparisons:
-        for metric, col in (("top-1 (%)", ACC), ("test loss", LOSS)):
-            w = welch(runs(*a)[col], runs(*b)[col])
-            rows.append({"comparison (B - A)": label, "metric": metric, "B - A": w["diff"],
-                         "95 % CI low": w["ci_low"], "95 % CI high": w["ci_high"],
-                         "Welch p": w["p"],
-                         "Bonferroni p": min(1.0, w["p"] * len(comparisons))})
-    tests = pd.DataFrame(rows)
+    tests = welch_table([(label, runs(*a), runs(*b)) for label, a, b in comparisons])
     tests.to_csv(out / "tests.csv", index=False)
     anova = {m: two_way_anova(results, "distill", "aug", col) for m, col in
              (("top1", ACC), ("loss", LOSS))}
@@ -203,16 +195,24 @@ def ce_control(ce: pd.DataFrame, runs, digits: dict[str, int]) -> list[str]:
     lines = ["## Control: cross-entropy only (KD weight 0, crop+flip)", "", md(arm, digits)]
     if len(ce) < 2:
         return lines + ["", "One seed: no test."]
+    tests = welch_table([("CRD + crop+flip vs CE only", ce, runs("crd", "crop+flip")),
+                         ("KD + crop+flip vs CE only", ce, runs("kd", "crop+flip"))])
+    return lines + ["", "Welch; Bonferroni over these 2 comparisons per metric:", "",
+                    md(tests, digits)]
+
+
+def welch_table(comparisons: list[tuple[str, pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
+    """B - A in top-1 and test loss for each (label, runs A, runs B): Welch's test and its 95 %
+    interval, the p Bonferroni-corrected over the comparisons (per metric)."""
     rows = []
-    for label, method in (("CRD + crop+flip vs CE only", "crd"),
-                          ("KD + crop+flip vs CE only", "kd")):
+    for label, a, b in comparisons:
         for metric, col in (("top-1 (%)", ACC), ("test loss", LOSS)):
-            w = welch(ce[col], runs(method, "crop+flip")[col])
+            w = welch(a[col], b[col])
             rows.append({"comparison (B - A)": label, "metric": metric, "B - A": w["diff"],
                          "95 % CI low": w["ci_low"], "95 % CI high": w["ci_high"],
-                         "Welch p": w["p"], "Bonferroni p": min(1.0, w["p"] * 2)})
-    return lines + ["", "Welch; Bonferroni over these 2 comparisons per metric:", "",
-                    md(pd.DataFrame(rows), digits)]
+                         "Welch p": w["p"],
+                         "Bonferroni p": min(1.0, w["p"] * len(comparisons))})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------

@@ -104,13 +104,17 @@ def tstddev_side(tst: pd.DataFrame, students: pd.DataFrame, tcol: str = "t_stdde
             "paper_agreement": order_agreement(order), "seeds": len(seeds)}
 
 
-def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame,
-                   batch_source: str = PER_BATCH_SOURCE) -> None:
-    tst = pd.read_csv(out / "tstddev.csv")
+def per_batch_t(batch: pd.DataFrame) -> pd.DataFrame:
+    """The per-batch results' T. stddev, one row per (aug, seed), as column ``t``."""
+    return batch.rename(columns={"t_stddev_per-batch": "t"})[["aug", "seed", "t"]]
+
+
+def tstddev_report(out: Path, tst: pd.DataFrame, image_students: pd.DataFrame,
+                   batch: pd.DataFrame, batch_source: str = PER_BATCH_SOURCE) -> None:
+    """``tst``: the per-image T. stddev measurements (tstddev.csv)."""
     counts = tst.groupby("aug").size()
     sides = {"per-image": tstddev_side(tst, image_students),
-             "per-batch": tstddev_side(batch.rename(columns={"t_stddev_per-batch": "t"})
-                                       [["aug", "seed", "t"]], batch, "t", None)}
+             "per-batch": tstddev_side(per_batch_t(batch), batch, "t", None)}
     (out / "tstddev.json").write_text(json.dumps(sides, indent=2, default=float) + "\n")
     per_image = (f"{counts.min()}" if counts.min() == counts.max()
                  else f"{counts.min()}-{counts.max()}")
@@ -140,7 +144,8 @@ def tstddev_report(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame,
     print("\n".join(lines_md))
 
 
-def mode_effects(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame) -> str:
+def mode_effects(out: Path, tst: pd.DataFrame, image_students: pd.DataFrame,
+                 batch: pd.DataFrame) -> str:
     """The same teacher's per-image and per-batch runs side by side: what the mode alone does.
 
     Writes ``modes.json`` and returns (and writes) ``modes.md``: per mode the one-way ANOVAs of
@@ -148,10 +153,9 @@ def mode_effects(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame) -
     ANOVA (DA x mode) of S. test loss over all DAs; per DA the per-image minus per-batch
     difference in S. test loss and top-1 (Welch; Bonferroni over the DAs whose data the mode
     changes, i.e. all but identity, which draws nothing)."""
-    tst = pd.read_csv(out / "tstddev.csv").rename(columns={"t_stddev": "t"})
-    sides = {"per-image": (image_students, tst[["aug", "seed", "t"]]),
-             "per-batch": (batch, batch.rename(columns={"t_stddev_per-batch": "t"})
-                           [["aug", "seed", "t"]])}
+    sides = {"per-image": (image_students,
+                           tst.rename(columns={"t_stddev": "t"})[["aug", "seed", "t"]]),
+             "per-batch": (batch, per_batch_t(batch))}
     six = []
     for mode, (students, t) in sides.items():
         row = {"mode": mode}
@@ -165,26 +169,26 @@ def mode_effects(out: Path, image_students: pd.DataFrame, batch: pd.DataFrame) -
         rho, p_rho = stats.spearmanr(t_mean, loss)
         row["Spearman(T. stddev, S. test loss)"], row["Spearman p"] = float(rho), float(p_rho)
         six.append(row)
-    both = pd.concat([image_students.assign(mode="per-image"), batch.assign(mode="per-batch")])
-    cols = ["aug", "mode", "seed", "last_test_loss", "last_test_acc"]
-    both = both[cols]
+    both = pd.concat([image_students.assign(mode="per-image"), batch.assign(mode="per-batch")]
+                     )[["aug", "mode", "seed", "last_test_loss", "last_test_acc"]]
     interaction = {metric: two_way_anova(both, "aug", "mode", col)
                    for metric, col in (("S. test loss", "last_test_loss"),
                                        ("top-1 (%)", "last_test_acc"))}
     changed = [a for a in dict.fromkeys(image_students["aug"]) if a != "identity"]
+
+    def bonf(p: float, aug: str) -> float:
+        return min(1.0, p * len(changed)) if aug in changed else float("nan")
+
     per_aug = []
     for aug in dict.fromkeys(image_students["aug"]):
         a = batch[batch["aug"] == aug].sort_values("seed")
         b = image_students[image_students["aug"] == aug].sort_values("seed")
         loss, acc = welch(a["last_test_loss"], b["last_test_loss"]), \
             welch(a["last_test_acc"], b["last_test_acc"])
-        def bonf(p: float, aug: str = aug) -> float:
-            return min(1.0, p * len(changed)) if aug in changed else float("nan")
-
         per_aug.append({"DA": aug, "loss, image - batch": loss["diff"], "loss SE": loss["se"],
-                        "loss Bonferroni p": bonf(loss["p"]),
+                        "loss Bonferroni p": bonf(loss["p"], aug),
                         "top-1, image - batch": acc["diff"], "top-1 SE": acc["se"],
-                        "top-1 Bonferroni p": bonf(acc["p"])})
+                        "top-1 Bonferroni p": bonf(acc["p"], aug)})
     per_aug = pd.DataFrame(per_aug).sort_values("loss, image - batch")
     (out / "modes.json").write_text(json.dumps(
         {"middle_six": six, "da_x_mode": interaction,
@@ -237,9 +241,10 @@ def main(folder: str, per_batch: Path = PER_BATCH, batch_teacher: str = "60.24",
     print("\n".join(rows))
     print("\n".join(lines))
     if (out / "tstddev.csv").is_file():
-        tstddev_report(out, image, batch, batch_source)
+        tst = pd.read_csv(out / "tstddev.csv")
+        tstddev_report(out, tst, image, batch, batch_source)
         if batch_teacher == image_teacher:
-            mode_effects(out, image, batch)
+            mode_effects(out, tst, image, batch)
 
 
 def cli() -> None:
